@@ -1,0 +1,20 @@
+"""Importance criteria behind one interface; look them up by name."""
+
+from __future__ import annotations
+
+from compression.criteria.base import Criterion, LayerScore, Scores, ScoringOptions
+from compression.criteria.l1 import L1
+from compression.criteria.random import Random
+from compression.criteria.taylor import Taylor
+from compression.errors import InvalidSpec
+
+CRITERIA: dict[str, type[Criterion]] = {c.name: c for c in (L1, Taylor, Random)}
+
+
+def get_criterion(name: str, options: ScoringOptions | None = None) -> Criterion:
+    if name not in CRITERIA:
+        raise InvalidSpec(f"unknown criterion {name!r}; choose one of {sorted(CRITERIA)}")
+    return CRITERIA[name](options)
+
+
+__all__ = ["CRITERIA", "Criterion", "LayerScore", "Scores", "ScoringOptions", "get_criterion"]

@@ -1,0 +1,67 @@
+"""First-order Taylor importance (Molchanov et al. 2017, 2019).
+
+The loss change from removing a channel is approximated by |sum over positions of
+activation x gradient| per sample, averaged over samples; for a single weight by |w x g|
+with g the gradient of each batch's summed loss, averaged over samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compression.criteria.base import (
+    Criterion,
+    LayerScore,
+    Scores,
+    gradients_enabled,
+    require_data,
+    targets,
+    tracked_batches,
+)
+from compression.criteria.capture import capture_outputs
+from compression.data import Dataset
+from compression.progress import Monitor
+
+
+def _per_channel(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """|sum over positions of a x g| per sample and channel, summed over the batch."""
+    product = activation * gradient
+    if product.dim() > 2:
+        product = product.flatten(2).sum(dim=2)
+    return product.abs().sum(dim=0)
+
+
+class Taylor(Criterion):
+    name = "taylor"
+
+    def score(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, nn.Module],
+        data: Dataset | None,
+        monitor: Monitor | None = None,
+    ) -> Scores:
+        data = require_data(data, self.name)
+        model.eval()
+        names = list(layers)
+        weights = [layers[name].weight for name in names]
+        channel = {name: torch.zeros(layers[name].weight.shape[0]) for name in names}
+        weight = {name: torch.zeros(layers[name].weight.shape) for name in names}
+        with gradients_enabled(weights):
+            for x, y in tracked_batches(data, self.options.batch_size, monitor):
+                with capture_outputs(layers) as outputs:
+                    logits = model(x)
+                loss = F.cross_entropy(
+                    logits, targets(logits, y, self.options.target), reduction="sum"
+                )
+                grads = torch.autograd.grad(loss, [outputs[n] for n in names] + weights)
+                for index, name in enumerate(names):
+                    channel[name] += _per_channel(outputs[name].detach(), grads[index]).cpu()
+                    grad_w = grads[len(names) + index]
+                    weight[name] += (weights[index].detach() * grad_w).abs().cpu()
+        count = data.num_samples
+        return {name: LayerScore(channel[name] / count, weight[name] / count) for name in names}

@@ -1,0 +1,104 @@
+"""Load a labelled dataset from an ``.npz`` of numeric arrays, never unpickling anything.
+
+``np.load`` unpickles object arrays when allowed to, which runs arbitrary code from the file;
+``allow_pickle=False`` makes such arrays an error instead, reported as an unsupported format.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from compression.data.dataset import Dataset
+from compression.data.members import DEFAULT_MAX_TOTAL_BYTES
+from compression.errors import InvalidDataset, UnsafeArchive, UnsupportedFormat
+
+_HOW_TO_SAVE = "Save plain numeric arrays with np.savez(path, x=samples, y=labels)."
+
+
+def load_npz(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+) -> Dataset:
+    """Read arrays ``x``, ``y`` and optional ``classes`` (strings) from an ``.npz``.
+
+    ``x`` of shape (N, H, W) gains a channel axis; class names default to "0".."K-1".
+    """
+    try:
+        loaded = np.load(source, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UnsupportedFormat(f"The file is not an .npz archive. {_HOW_TO_SAVE}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise UnsupportedFormat(f"The file is a single .npy array, not an .npz. {_HOW_TO_SAVE}")
+    with loaded as archive:
+        declared = sum(info.file_size for info in archive.zip.infolist())
+        if declared > max_total_bytes:
+            raise UnsafeArchive(
+                f"The .npz expands to {declared} bytes, above the {max_total_bytes} byte limit."
+            )
+        x = _samples(_array(archive, "x"))
+        y = _labels(_array(archive, "y"))
+        names = _class_names(archive) if "classes" in archive.files else None
+    if names is None:
+        names = tuple(str(label) for label in range(int(y.max(initial=-1)) + 1))
+    return Dataset(torch.from_numpy(x), torch.from_numpy(y), names)
+
+
+def _array(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    if key not in archive.files:
+        raise InvalidDataset(
+            f"The .npz has no array {key!r} (found {sorted(archive.files)}). {_HOW_TO_SAVE}"
+        )
+    try:
+        array = archive[key]
+    except ValueError as exc:  # object arrays (pickles) and malformed .npy headers
+        raise UnsupportedFormat(
+            f"Array {key!r} cannot be read safely: {exc}. {_HOW_TO_SAVE}"
+        ) from exc
+    except MemoryError as exc:
+        raise UnsafeArchive(
+            f"Array {key!r} declares a shape far larger than the file holds; it is corrupt."
+        ) from exc
+    except zipfile.BadZipFile as exc:
+        raise UnsafeArchive(f"Array {key!r} does not match its declared size or checksum.") from exc
+    if not isinstance(array, np.ndarray):  # NpzFile hands back raw bytes for non-.npy members
+        raise UnsupportedFormat(f"Member {key!r} is not a .npy array. {_HOW_TO_SAVE}")
+    return array
+
+
+def _samples(x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind not in "iuf":
+        raise InvalidDataset(f"x must hold integers or floats, got dtype {x.dtype}.")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim not in (2, 4):
+        raise InvalidDataset(
+            f"x must have shape (N, features), (N, H, W) or (N, C, H, W), got {x.shape}."
+        )
+    with np.errstate(over="ignore"):  # out-of-range values become Inf, refused by Dataset
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    if y.dtype.kind not in "iu":
+        raise InvalidDataset(
+            f"y must hold integer class labels, got dtype {y.dtype}; convert with "
+            "y.astype(np.int64)."
+        )
+    if y.ndim != 1:
+        raise InvalidDataset(f"y must be one label per sample, shape (N,), got {y.shape}.")
+    return y.astype(np.int64)
+
+
+def _class_names(archive: np.lib.npyio.NpzFile) -> tuple[str, ...]:
+    classes = _array(archive, "classes")
+    if classes.dtype.kind != "U" or classes.ndim != 1:
+        raise InvalidDataset(
+            f"classes must be a 1-D array of strings, got dtype {classes.dtype} {classes.shape}."
+        )
+    return tuple(str(name) for name in classes)

@@ -1,0 +1,63 @@
+"""Honest metrics: accuracy, size, compute, latency, and a per-layer table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from compression.data import Dataset
+from compression.evaluate.accuracy import top1_accuracy
+from compression.evaluate.counting import count_macs, count_parameters
+from compression.evaluate.latency import median_latency_ms
+from compression.evaluate.layer_table import LayerRow, layer_table, snapshot
+from compression.progress import Monitor
+from compression.spec import EvaluationSettings
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    accuracy: float | None
+    parameters: int
+    nonzero_parameters: int
+    macs: int
+    fp32_bytes: int
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def measure(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    data: Dataset | None,
+    settings: EvaluationSettings,
+    monitor: Monitor | None = None,
+) -> ModelMetrics:
+    """Every whole-model metric of the report, for one model."""
+    total, nonzero = count_parameters(model)
+    accuracy = top1_accuracy(model, data, settings.batch_size, monitor) if data else None
+    return ModelMetrics(
+        accuracy=accuracy,
+        parameters=total,
+        nonzero_parameters=nonzero,
+        macs=count_macs(model, input_shape),
+        fp32_bytes=4 * total,
+        latency_ms=median_latency_ms(
+            model, input_shape, settings.latency_batch, settings.latency_repeats
+        ),
+    )
+
+
+__all__ = [
+    "LayerRow",
+    "ModelMetrics",
+    "count_macs",
+    "count_parameters",
+    "layer_table",
+    "measure",
+    "median_latency_ms",
+    "snapshot",
+    "top1_accuracy",
+]

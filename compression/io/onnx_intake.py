@@ -1,0 +1,137 @@
+"""Load an ONNX classifier as a torch module through onnx2torch.
+
+onnx2torch imports torchvision for two detection operators (NonMaxSuppression, RoiAlign),
+and torchvision cannot be installed beside every torch build. Those two converter modules
+are replaced by empty ones before onnx2torch is imported, so models using them are refused
+as unsupported operators instead of breaking the import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, version_converter
+
+from compression.errors import InvalidModel, UnsupportedFormat, UnsupportedOperator
+from compression.io.fx_flatten import normalize_flattens
+from compression.io.loaded import LoadedModel
+from compression.io.probe import probe_classifier
+
+TORCHVISION_CONVERTERS = ("nms", "roialign")
+CONVERTIBLE_OPSET = 17
+"""Highest default-domain opset for which onnx2torch 1.5 has converters of every common op."""
+
+
+def _import_onnx2torch() -> Any:
+    if importlib.util.find_spec("torchvision") is None:
+        for name in TORCHVISION_CONVERTERS:
+            sys.modules.setdefault(f"onnx2torch.node_converters.{name}", types.ModuleType(name))
+    import onnx2torch
+    from onnx2torch.node_converters import registry
+
+    return onnx2torch, registry
+
+
+def _read(path: str) -> onnx.ModelProto:
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as exc:
+        raise UnsupportedFormat(f"the file is not a readable ONNX model: {exc}") from exc
+    if not proto.graph.node:
+        raise InvalidModel("the ONNX model has an empty graph")
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise InvalidModel(
+                "the ONNX model keeps its weights in external data files, which cannot be "
+                "uploaded with it; save it as one file "
+                "(onnx.save_model(model, path, save_as_external_data=False))"
+            )
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise InvalidModel(f"the ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
+    return proto
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _unconvertible(proto: onnx.ModelProto, registry: Any) -> list[str]:
+    opsets = {o.domain or "": o.version for o in proto.opset_import}
+    missing = []
+    for node in proto.graph.node:
+        try:
+            registry.get_converter(node.op_type, opsets.get(node.domain or "", 1), node.domain)
+        except NotImplementedError:
+            missing.append(f"{node.domain + '.' if node.domain else ''}{node.op_type}")
+    return sorted(set(missing))
+
+
+def _relax_reshapes(proto: onnx.ModelProto) -> None:
+    """``allowzero=1`` only differs from 0 when the target shape holds a 0; clear it otherwise."""
+    constants = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        shape = constants.get(node.input[1])
+        for attribute in node.attribute:
+            if attribute.name == "allowzero" and shape is not None and np.all(shape != 0):
+                attribute.i = 0
+
+
+def _convertible(proto: onnx.ModelProto, registry: Any) -> onnx.ModelProto:
+    """Convert to an opset onnx2torch reads, refusing operators it cannot convert."""
+    if _unconvertible(proto, registry) and _opset(proto) > CONVERTIBLE_OPSET:
+        try:
+            proto = version_converter.convert_version(proto, CONVERTIBLE_OPSET)
+        except Exception as exc:
+            raise UnsupportedOperator(
+                f"the model uses opset {_opset(proto)} and could not be converted to opset "
+                f"{CONVERTIBLE_OPSET}: {exc}"
+            ) from exc
+    missing = _unconvertible(proto, registry)
+    if missing:
+        raise UnsupportedOperator(
+            f"the model uses operators the engine cannot convert: {', '.join(missing)}"
+        )
+    _relax_reshapes(proto)
+    return proto
+
+
+def _input_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [value for value in proto.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        raise InvalidModel(
+            f"the ONNX model has {len(inputs)} inputs; exactly one input tensor is supported"
+        )
+    dims = inputs[0].type.tensor_type.shape.dim[1:]
+    if not dims or any(not dim.HasField("dim_value") for dim in dims):
+        raise InvalidModel(
+            "only the batch dimension of the ONNX input may be dynamic; export with fixed "
+            "sample dimensions"
+        )
+    return tuple(int(dim.dim_value) for dim in dims)
+
+
+def load_onnx(path: str) -> LoadedModel:
+    """Read, check, convert and probe an ONNX classifier."""
+    onnx2torch, registry = _import_onnx2torch()
+    proto = _read(path)
+    input_shape = _input_shape(proto)
+    proto = _convertible(proto, registry)
+    try:
+        gm = onnx2torch.convert(proto)
+    except NotImplementedError as exc:
+        raise UnsupportedOperator(f"the ONNX model cannot be converted: {exc}") from exc
+    except Exception as exc:
+        raise InvalidModel(f"the ONNX model could not be converted: {exc}") from exc
+    loaded = LoadedModel(gm.eval(), input_shape, probe_classifier(gm, input_shape), "onnx")
+    normalize_flattens(gm, loaded.example_input())
+    return loaded

@@ -1,0 +1,66 @@
+"""Progress reporting and cooperative cancellation for long-running work.
+
+Long steps call :meth:`Monitor.report` inside their loops; that single call both tells the
+caller how far along the current stage is and raises :class:`Cancelled` when the caller
+asked to stop, so every loop that reports progress is also a cancellation point.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from compression.errors import Cancelled
+
+ProgressCallback = Callable[[str, float], None]
+"""Called with (stage, fraction of that stage done in [0, 1])."""
+
+CancelCheck = Callable[[], bool]
+"""Returns True when the caller wants the work to stop."""
+
+T = TypeVar("T")
+
+
+@dataclass
+class Monitor:
+    """Carries the caller's progress callback and cancellation check through the engine."""
+
+    progress: ProgressCallback | None = None
+    should_cancel: CancelCheck | None = None
+    stage: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def enter(self, stage: str) -> Iterator[None]:
+        """Run a block as ``stage``: report 0 and 1 around it and add up its wall time."""
+        outer = self.stage
+        self.stage = stage
+        self.report(0.0)
+        start = time.perf_counter()
+        try:
+            yield
+            self.report(1.0)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + elapsed
+            self.stage = outer
+
+    def report(self, fraction: float) -> None:
+        """Report progress within the current stage; raise if cancellation was requested."""
+        self.check()
+        if self.progress is not None:
+            self.progress(self.stage, min(max(fraction, 0.0), 1.0))
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the caller asked to stop."""
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled(f"cancelled during stage {self.stage or 'start'}")
+
+    def track(self, items: Iterable[T], total: int) -> Iterator[T]:
+        """Yield items, reporting the fraction done (and checking cancellation) after each."""
+        for done, item in enumerate(items, start=1):
+            yield item
+            self.report(done / max(total, 1))

@@ -1,0 +1,59 @@
+"""Built-in architectures a user can name when uploading bare safetensors weights.
+
+Each entry pairs a constructor with a pydantic model of its arguments, so arguments arriving
+as JSON are validated (and documented) before any tensor is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from compression.errors import InvalidModel
+from compression.zoo.lenet import LeNet5, LeNet5Args
+from compression.zoo.mlp import MLPArgs, mlp
+from compression.zoo.resnet import ResNet, ResNetArgs
+from compression.zoo.small_cnn import SmallCNN, SmallCNNArgs
+from compression.zoo.vgg import VGG, VGGArgs
+
+
+@dataclass(frozen=True)
+class Architecture:
+    args_model: type[BaseModel]
+    build: Callable[[Any], nn.Module]
+
+
+def _resnet(depth: int) -> Architecture:
+    def build(args: ResNetArgs) -> nn.Module:
+        return ResNet(args, depth)
+
+    return Architecture(ResNetArgs, build)
+
+
+ARCHITECTURES: Mapping[str, Architecture] = {
+    "mlp": Architecture(MLPArgs, mlp),
+    "lenet5": Architecture(LeNet5Args, LeNet5),
+    "small_cnn": Architecture(SmallCNNArgs, SmallCNN),
+    "vgg": Architecture(VGGArgs, VGG),
+    "resnet20": _resnet(20),
+    "resnet56": _resnet(56),
+}
+
+
+def build(name: str, args: Mapping[str, Any] | None = None) -> tuple[nn.Module, tuple[int, ...]]:
+    """Build a zoo model from its name and JSON-like arguments; return it and its input shape."""
+    if name not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise InvalidModel(f"unknown architecture {name!r}; choose one of: {known}")
+    architecture = ARCHITECTURES[name]
+    try:
+        parsed = architecture.args_model.model_validate(dict(args or {}))
+    except ValidationError as exc:
+        raise InvalidModel(
+            f"invalid arguments for {name}: {exc.errors(include_url=False)}"
+        ) from exc
+    return architecture.build(parsed), parsed.input_shape()  # type: ignore[attr-defined]
