@@ -45,7 +45,11 @@ def load_image_archive(
         )
     channels, height, width = input_shape
     files = read_files(path, _is_image, max_members=max_members, max_total_bytes=max_total_bytes)
-    images = {name: _decode(name, data, _MODES[channels], (width, height)) for name, data in files}
+    images: dict[str, np.ndarray] = {}
+    for name, data in files:
+        if name in images:  # a later copy would silently replace the first
+            raise InvalidDataset(f"Member {name!r} appears twice in the archive; keep one.")
+        images[name] = _decode(name, data, _MODES[channels], (width, height))
     if not images:
         raise InvalidDataset(
             f"The archive holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); lay it out as "

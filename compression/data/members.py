@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, BinaryIO
+from typing import IO
 
 from compression.data.sniff import ACCEPTED_FORMATS, Container, sniff
 from compression.errors import UnsafeArchive, UnsupportedFormat
@@ -206,7 +206,7 @@ class _CappedReader(io.RawIOBase):
     run; capping the stream underneath bounds those too.
     """
 
-    def __init__(self, raw: BinaryIO | IO[bytes], limit: int) -> None:
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
         super().__init__()
         self._raw = raw
         self._left = limit

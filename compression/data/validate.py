@@ -33,5 +33,7 @@ def validate_for_model(dataset: Dataset, input_shape: tuple[int, ...], num_class
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
         raise InvalidDataset(
-            f"Classes {empty} have no samples; every class of the model needs at least one."
+            f"Classes {empty} have no samples; every class of the model needs at least one. "
+            f"The dataset names {dataset.num_classes} classes; image folders are numbered in "
+            "sorted name order, so a missing folder shifts every later label."
         )

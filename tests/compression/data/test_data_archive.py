@@ -74,12 +74,20 @@ def _jpeg(color: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def test_dot_prefixed_tar_names_are_normalised_and_duplicates_refused(make_tar, make_png):
+    path = make_tar({"./cat/a.png": make_png(RED), "./dog/b.png": make_png(RED)})
+    assert load_image_archive(path, (3, 2, 2)).classes == ("cat", "dog")
+    path = make_tar({"cat/a.png": make_png(RED), "./cat/a.png": make_png(STEEL)}, "twice.tar")
+    with pytest.raises(InvalidDataset, match=r"'cat/a\.png' appears twice"):
+        load_image_archive(path, (3, 2, 2))
+
+
 @pytest.mark.parametrize("name", ["../evil.png", "cat/../../evil.png", "/etc/evil.png", "C:/x.png"])
 @pytest.mark.parametrize("kind", ["zip", "tar"])
 def test_traversal_and_absolute_paths_are_unsafe(make_zip, make_tar, make_png, kind, name):
     members = {"cat/a.png": make_png(RED), name: make_png(RED)}
     path = make_zip(members) if kind == "zip" else make_tar(members)
-    with pytest.raises(UnsafeArchive, match="absolute path|outside the archive") as caught:
+    with pytest.raises(UnsafeArchive, match=r"absolute path|outside the archive") as caught:
         load_image_archive(path, (3, 2, 2))
     assert caught.value.code == "unsafe_archive"
 
@@ -104,7 +112,7 @@ def test_tar_links_and_devices_are_unsafe(tmp_path, make_png, member_type, kind)
         link.type = member_type
         link.linkname = "/etc/passwd"
         archive.addfile(link)
-    with pytest.raises(UnsafeArchive, match=f"'cat/b.png' is a {kind}"):
+    with pytest.raises(UnsafeArchive, match=rf"'cat/b\.png' is a {kind}"):
         load_image_archive(path, (3, 2, 2))
 
 
@@ -115,7 +123,7 @@ def test_zip_symlink_is_unsafe(tmp_path, make_png):
         link = zipfile.ZipInfo("cat/b.png")
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         archive.writestr(link, "/etc/passwd")
-    with pytest.raises(UnsafeArchive, match="'cat/b.png' is a symbolic link"):
+    with pytest.raises(UnsafeArchive, match=r"'cat/b\.png' is a symbolic link"):
         load_image_archive(path, (3, 2, 2))
 
 
@@ -167,7 +175,7 @@ def test_oversized_tar_header_records_are_stopped(tmp_path, make_png):
 def test_pillow_decompression_bomb_is_unsafe(make_zip, make_png, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
     path = make_zip({"cat/a.png": make_png(RED, size=(6, 4))})
-    with pytest.raises(UnsafeArchive, match="'cat/a.png' has more pixels than allowed"):
+    with pytest.raises(UnsafeArchive, match=r"'cat/a\.png' has more pixels than allowed"):
         load_image_archive(path, (3, 2, 2))
 
 
@@ -182,7 +190,7 @@ def test_undecodable_member_is_named(make_zip, make_png, data):
         Image.new("RGB", (2, 2)).save(buffer, format="GIF")
         data = buffer.getvalue()
     path = make_zip({"cat/a.png": make_png(RED), "cat/broken.png": data})
-    with pytest.raises(InvalidDataset, match="'cat/broken.png' is not a readable") as caught:
+    with pytest.raises(InvalidDataset, match=r"'cat/broken\.png' is not a readable") as caught:
         load_image_archive(path, (3, 2, 2))
     assert caught.value.code == "invalid_dataset"
 
@@ -200,7 +208,7 @@ def test_archive_without_images_is_invalid(make_zip):
 )
 def test_images_outside_class_folders_are_invalid(make_zip, make_png, names):
     path = make_zip({name: make_png(RED) for name in names})
-    with pytest.raises(InvalidDataset, match="Expected images at class_name/image.png"):
+    with pytest.raises(InvalidDataset, match=r"Expected images at class_name/image\.png"):
         load_image_archive(path, (3, 2, 2))
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -117,15 +118,24 @@ def test_bad_arrays_are_invalid_datasets(make_npz, arrays, fragment):
 def test_text_file_is_not_an_npz(tmp_path):
     path = tmp_path / "data.npz"
     path.write_text("x,y\n1,0\n")
-    with pytest.raises(UnsupportedFormat, match="not an .npz") as caught:
+    with pytest.raises(UnsupportedFormat, match=r"not an \.npz") as caught:
         load_npz(path)
     assert caught.value.code == "unsupported_format"
+
+
+def test_plain_pickle_file_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "data.npz"
+    path.write_bytes(pickle.dumps({"x": MkdirOnUnpickle(marker)}))
+    with pytest.raises(UnsupportedFormat, match=r"not an \.npz"):
+        load_npz(path)
+    assert not marker.exists()
 
 
 def test_single_npy_array_is_not_an_npz(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, np.zeros(3))
-    with pytest.raises(UnsupportedFormat, match="single .npy array"):
+    with pytest.raises(UnsupportedFormat, match=r"single \.npy array"):
         load_npz(path)
 
 
