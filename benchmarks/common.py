@@ -1,0 +1,77 @@
+"""Shared pieces of the benchmarks: data, quick training, tables, result files.
+
+Every benchmark trains its own models from packaged data (no downloads), so a clean
+checkout reproduces the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from compression import zoo
+from compression.data import Dataset, split
+from compression.io import LoadedModel
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def digits_splits(seed: int) -> tuple[Dataset, Dataset]:
+    """(train, test) of sklearn's 8x8 digits, stratified, 60/40."""
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    data = Dataset(x, torch.tensor(bunch.target), tuple(str(i) for i in range(10)))
+    return split(data, 0.6, seed)
+
+
+def train(
+    name: str, args: dict, data: Dataset, seed: int, epochs: int = 15, lr: float = 1e-2
+) -> LoadedModel:
+    """Train a zoo model with Adam; deterministic for a seed."""
+    torch.manual_seed(seed)
+    model, shape = zoo.build(name, args)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(data.num_samples)
+        for start in range(0, data.num_samples, 64):
+            index = order[start : start + 64]
+            optimizer.zero_grad()
+            F.cross_entropy(model(data.x[index]), data.y[index]).backward()
+            optimizer.step()
+    return LoadedModel(model.eval(), shape, data.num_classes, f"zoo:{name}")
+
+
+def mean_spread(values: Sequence[float], scale: float = 100.0) -> str:
+    """'mean ± std' (std over seeds), scaled (accuracy in %)."""
+    mean = statistics.fmean(values) * scale
+    spread = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {spread:.1f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, title: str, sections: dict[str, str], raw: object) -> Path:
+    """Write results/<name>.md (tables) and results/<name>.json (raw numbers)."""
+    RESULTS.mkdir(exist_ok=True)
+    header = (
+        f"# {title}\n\nRun {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n"
+    )
+    body = "\n".join(f"\n## {heading}\n\n{table}\n" for heading, table in sections.items())
+    markdown = RESULTS / f"{name}.md"
+    markdown.write_text(header + body)
+    (RESULTS / f"{name}.json").write_text(json.dumps(raw, indent=2))
+    return markdown
