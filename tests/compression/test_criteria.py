@@ -24,7 +24,7 @@ def two_layer() -> tuple[nn.Module, dict[str, nn.Module], Dataset]:
     return model, {"fc1": fc1, "fc2": fc2}, data
 
 
-def test_l1_scores_are_weight_magnitudes(two_layer) -> None:  # noqa: ANN001
+def test_l1_scores_are_weight_magnitudes(two_layer) -> None:
     model, layers, _ = two_layer
     scores = get_criterion("l1").score(model, layers, None)
     assert torch.equal(scores["fc1"].weights, torch.tensor([[1.0, 2.0], [3.0, 1.0]]))
@@ -32,7 +32,7 @@ def test_l1_scores_are_weight_magnitudes(two_layer) -> None:  # noqa: ANN001
     assert torch.equal(scores["fc2"].channels, torch.tensor([2.0, 1.0]))
 
 
-def test_taylor_matches_the_hand_derivation(two_layer) -> None:  # noqa: ANN001
+def test_taylor_matches_the_hand_derivation(two_layer) -> None:
     # x = (1, 1): fc1 gives (3, 2), both positive, so ReLU passes them; logits = (1, 2).
     # Cross-entropy for label 0: dL/dlogits = softmax - onehot = (-s, s), s = sigmoid(1).
     # dL/d(fc1 out) = fc2.W^T (-s, s) = (-s, 2s).
@@ -48,7 +48,7 @@ def test_taylor_matches_the_hand_derivation(two_layer) -> None:  # noqa: ANN001
     assert torch.allclose(scores["fc2"].weights, torch.tensor([[3 * s, 2 * s], [0.0, 2 * s]]))
 
 
-def test_taylor_averages_over_batches(two_layer) -> None:  # noqa: ANN001
+def test_taylor_averages_over_batches(two_layer) -> None:
     model, layers, data = two_layer
     doubled = Dataset(data.x.repeat(5, 1), data.y.repeat(5), data.classes)
     one = get_criterion("taylor").score(model, layers, data)
@@ -58,7 +58,7 @@ def test_taylor_averages_over_batches(two_layer) -> None:  # noqa: ANN001
         assert torch.allclose(one[name].weights, many[name].weights)
 
 
-def test_random_is_seeded(two_layer) -> None:  # noqa: ANN001
+def test_random_is_seeded(two_layer) -> None:
     model, layers, _ = two_layer
     first = get_criterion("random", ScoringOptions(seed=3)).score(model, layers, None)
     again = get_criterion("random", ScoringOptions(seed=3)).score(model, layers, None)
@@ -68,7 +68,7 @@ def test_random_is_seeded(two_layer) -> None:  # noqa: ANN001
     assert first["fc2"].channels.shape == (2,) and bool((first["fc2"].channels >= 0).all())
 
 
-def test_data_criteria_refuse_to_run_without_data(two_layer) -> None:  # noqa: ANN001
+def test_data_criteria_refuse_to_run_without_data(two_layer) -> None:
     model, layers, _ = two_layer
     with pytest.raises(InvalidSpec, match="taylor criterion needs calibration data"):
         get_criterion("taylor").score(model, layers, None)

@@ -16,7 +16,7 @@ from tests.compression.toy_models import Branchy, randomize_batchnorm
 
 
 @pytest.mark.parametrize("export", [export_pt2, export_onnx], ids=["pt2", "onnx"])
-def test_exported_model_round_trips(tmp_path: Path, export) -> None:  # noqa: ANN001
+def test_exported_model_round_trips(tmp_path: Path, export) -> None:
     torch.manual_seed(0)
     model = randomize_batchnorm(Branchy())
     x = torch.rand(4, 3, 8, 8)

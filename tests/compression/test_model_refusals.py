@@ -31,7 +31,7 @@ class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (Path.touch, (self.marker,))
 
 
@@ -92,14 +92,14 @@ def test_random_bytes_are_not_a_model(tmp_path: Path) -> None:
     _assert_refused(path, UnsupportedFormat, "unsupported_format")
 
 
-def _onnx_file(path: Path, nodes, inputs, outputs, initializers=(), opset: int = 17) -> Path:  # noqa: ANN001
+def _onnx_file(path: Path, nodes, inputs, outputs, initializers=(), opset: int = 17) -> Path:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     onnx.save_model(model, str(path))
     return path
 
 
-def _value(name: str, *shape: int | str):  # noqa: ANN202
+def _value(name: str, *shape: int | str):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
@@ -107,7 +107,10 @@ def test_onnx_with_an_unconvertible_operator_names_it(tmp_path: Path) -> None:
     weight = numpy_helper.from_array(torch.rand(3, 4).numpy(), "w")
     path = _onnx_file(
         tmp_path / "cosh.onnx",
-        [helper.make_node("Cosh", ["x"], ["h"]), helper.make_node("Gemm", ["h", "w"], ["y"], transB=1)],
+        [
+            helper.make_node("Cosh", ["x"], ["h"]),
+            helper.make_node("Gemm", ["h", "w"], ["y"], transB=1),
+        ],
         [_value("x", "n", 4)],
         [_value("y", "n", 3)],
         [weight],

@@ -28,7 +28,10 @@ def test_steps_run_in_order_and_report(trained_digits_cnn: LoadedModel, digits: 
     events: list[tuple[str, float]] = []
 
     result = compress(
-        trained_digits_cnn, digits, Spec.model_validate(SPEC), progress=lambda s, f: events.append((s, f))
+        trained_digits_cnn,
+        digits,
+        Spec.model_validate(SPEC),
+        progress=lambda s, f: events.append((s, f)),
     )
 
     metrics = result.metrics
@@ -43,7 +46,10 @@ def test_steps_run_in_order_and_report(trained_digits_cnn: LoadedModel, digits: 
     assert abs(rows["fc1"]["sparsity"] - 0.9) <= 1 / (32 * 256)
     assert sum(row["score_share"] for row in rows.values()) == pytest.approx(1.0)
     total, nonzero = count_parameters(model)
-    assert metrics["after"]["parameters"] == total and metrics["after"]["nonzero_parameters"] == nonzero
+    assert (
+        metrics["after"]["parameters"] == total
+        and metrics["after"]["nonzero_parameters"] == nonzero
+    )
     assert metrics["before"]["parameters"] == count_parameters(trained_digits_cnn.module)[0]
     assert metrics["reduction"]["macs"] > 1.9
     assert metrics["data"] == {"calibration_samples": 256, "evaluation_samples": 899}

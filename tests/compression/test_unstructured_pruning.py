@@ -23,7 +23,7 @@ def layers() -> dict[str, nn.Module]:
 
 
 @pytest.mark.parametrize("sparsity", [0.5, 0.8, 0.9, 0.95])
-def test_each_layer_reaches_its_target_within_one_weight(layers, sparsity: float) -> None:  # noqa: ANN001
+def test_each_layer_reaches_its_target_within_one_weight(layers, sparsity: float) -> None:
     names = select_layers(layers, PruneWeights(sparsity=sparsity))
     assert names == ["fc1", "fc2"]
     scores = get_criterion("l1").score(nn.Sequential(), layers, None)
@@ -36,7 +36,7 @@ def test_each_layer_reaches_its_target_within_one_weight(layers, sparsity: float
     assert int((layers["conv"].weight == 0).sum()) == 0
 
 
-def test_global_scope_counts_across_layers_and_cuts_smallest(layers) -> None:  # noqa: ANN001
+def test_global_scope_counts_across_layers_and_cuts_smallest(layers) -> None:
     names = ["conv", "fc1", "fc2"]
     before = torch.cat([layers[n].weight.detach().abs().flatten() for n in names])
     scores = get_criterion("l1").score(nn.Sequential(), layers, None)
@@ -48,7 +48,7 @@ def test_global_scope_counts_across_layers_and_cuts_smallest(layers) -> None:  #
     assert bool((before[after != 0] >= threshold).all())
 
 
-def test_existing_zeros_stay_zero(layers) -> None:  # noqa: ANN001
+def test_existing_zeros_stay_zero(layers) -> None:
     fc1 = layers["fc1"]
     with torch.no_grad():
         fc1.weight[:, :10] = 0  # 230 zeros already, some of them with high random scores
@@ -58,7 +58,7 @@ def test_existing_zeros_stay_zero(layers) -> None:  # noqa: ANN001
     assert int((fc1.weight == 0).sum()) == round(0.5 * fc1.weight.numel())
 
 
-def test_conv_layers_can_be_chosen_and_protected(layers) -> None:  # noqa: ANN001
+def test_conv_layers_can_be_chosen_and_protected(layers) -> None:
     step = PruneWeights(layer_types=["conv", "linear"], protected=["fc2"])
     assert select_layers(layers, step) == ["conv", "fc1"]
     with pytest.raises(InvalidSpec, match="unknown layers"):
