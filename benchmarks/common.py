@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from compression import zoo
 from compression.data import Dataset, split
 from compression.io import LoadedModel
+from compression.training import fit
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -35,19 +35,11 @@ def digits_splits(seed: int) -> tuple[Dataset, Dataset]:
 def train(
     name: str, args: dict, data: Dataset, seed: int, epochs: int = 15, lr: float = 1e-2
 ) -> LoadedModel:
-    """Train a zoo model with Adam; deterministic for a seed."""
+    """Train a zoo model from a seeded initialisation."""
     torch.manual_seed(seed)
     model, shape = zoo.build(name, args)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(data.num_samples)
-        for start in range(0, data.num_samples, 64):
-            index = order[start : start + 64]
-            optimizer.zero_grad()
-            F.cross_entropy(model(data.x[index]), data.y[index]).backward()
-            optimizer.step()
-    return LoadedModel(model.eval(), shape, data.num_classes, f"zoo:{name}")
+    fit(model, data, epochs=epochs, lr=lr, seed=seed)
+    return LoadedModel(model, shape, data.num_classes, f"zoo:{name}")
 
 
 def mean_spread(values: Sequence[float], scale: float = 100.0) -> str:

@@ -1,0 +1,41 @@
+"""Plain supervised training of a classifier, with progress and cancellation.
+
+Used to fine-tune a compressed model on the uploaded data, and by tests and benchmarks to
+train their own small models from packaged data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compression.data import Dataset
+from compression.progress import Monitor
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: int,
+    lr: float = 1e-2,
+    batch_size: int = 64,
+    seed: int = 0,
+    monitor: Monitor | None = None,
+) -> nn.Module:
+    """Train with Adam on shuffled mini-batches (deterministic for a seed); returns eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    batches_per_epoch = -(-data.num_samples // batch_size)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(data.num_samples, generator=generator)
+        for index, start in enumerate(range(0, data.num_samples, batch_size)):
+            chosen = order[start : start + batch_size]
+            optimizer.zero_grad()
+            F.cross_entropy(model(data.x[chosen]), data.y[chosen]).backward()
+            optimizer.step()
+            if monitor is not None:
+                monitor.report((epoch + (index + 1) / batches_per_epoch) / epochs)
+    return model.eval()
