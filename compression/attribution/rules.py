@@ -1,0 +1,87 @@
+"""DeepLIFT's rules as autograd functions: the backward pass carries multipliers, not gradients.
+
+For a nonlinearity y = f(x), DeepLIFT's Rescale rule replaces f'(x) by the secant
+m = (f(x) - f(x')) / (x - x') between the input and its reference x', so that
+m * (x - x') = f(x) - f(x') exactly and relevance is conserved layer by layer. Linear layers
+need no rule: their gradient already is the multiplier. Max pooling gets its own rule.
+
+The reference tensors come from a separate forward pass (often a single reference sample
+broadcast to the batch), so only the real inputs are pushed through autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+EPS = 1e-7
+"""Below this |x - x'| the secant is numerically meaningless and the gradient is used."""
+
+
+def _local_gradient(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(leaf).sum(), leaf)
+    return grad
+
+
+class Rescale(torch.autograd.Function):
+    """y = fn(x) forward; grad_in = grad_out * (y - y') / (x - x') backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, x_ref: Tensor, y_ref: Tensor, fn: Callable) -> Tensor:
+        y = fn(x)
+        ctx.save_for_backward(x, y, x_ref, y_ref)
+        ctx.fn = fn
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
+        x, y, x_ref, y_ref = ctx.saved_tensors
+        delta_in = x - x_ref
+        secant = (y - y_ref) / torch.where(delta_in.abs() > EPS, delta_in, torch.ones_like(x))
+        small = delta_in.abs() <= EPS
+        if bool(small.any()):
+            secant = torch.where(small, _local_gradient(ctx.fn, x), secant)
+        return grad_out * secant, None, None, None
+
+
+def _scatter_to_inputs(values: Tensor, indices: Tensor, input_shape: torch.Size) -> Tensor:
+    """Add pooled-output values back onto the input positions they were taken from."""
+    n, c = values.shape[:2]
+    flat = torch.zeros(n, c, input_shape[2:].numel(), dtype=values.dtype, device=values.device)
+    flat.scatter_add_(2, indices.expand(n, c, *indices.shape[2:]).flatten(2), values.flatten(2))
+    return flat.view(n, c, *input_shape[2:])
+
+
+class MaxPoolRule(torch.autograd.Function):
+    """Max pooling with relevance conserved.
+
+    Each output's difference y - y' is split at the cross maximum t = max(y, y'): the part
+    t - y' goes to the input position that is the maximum for the input, the part y - t to
+    the position that is the maximum for the reference. Summed over positions,
+    multiplier * (x - x') gives back sum(grad_out * (y - y')).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, x_ref: Tensor, y_ref: Tensor, ref_indices: Tensor, pool: Callable
+    ) -> Tensor:
+        y, indices = pool(x)
+        ctx.save_for_backward(x, y, indices, x_ref, y_ref, ref_indices)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None, None, None]:
+        x, y, indices, x_ref, y_ref, ref_indices = ctx.saved_tensors
+        top = torch.maximum(y, y_ref)
+        moved = _scatter_to_inputs(grad_out * (top - y_ref), indices, x.shape)
+        moved = moved + _scatter_to_inputs(grad_out * (y - top), ref_indices, x.shape)
+        delta_in = x - x_ref
+        large = delta_in.abs() > EPS
+        gradient = _scatter_to_inputs(grad_out, indices, x.shape)
+        multiplied = torch.where(large, moved / torch.where(large, delta_in, 1.0), gradient)
+        return multiplied, None, None, None, None
