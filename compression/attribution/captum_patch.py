@@ -80,13 +80,14 @@ def patched_deeplift() -> Iterator[None]:
 def separate_chained_nonlinearities(gm: fx.GraphModule) -> fx.GraphModule:
     """Insert a no-op view after every rule module, so hooks never share a tensor (fix b)."""
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(
-            gm.get_submodule(str(node.target)), RULE_TYPES
-        ):
+        if node.op != "call_module":
+            continue
+        if not isinstance(gm.get_submodule(str(node.target)), RULE_TYPES):
             continue
         with gm.graph.inserting_after(node):
             view = gm.graph.call_method("view_as", (node, node))
-        node.replace_all_uses_with(view, delete_user_cb=lambda user: user is not view)
+        for user in [user for user in node.users if user is not view]:
+            user.replace_input_with(node, view)
     gm.recompile()
     return gm
 

@@ -135,7 +135,7 @@ def normalize(model: nn.Module) -> fx.GraphModule:
         node.replace_all_uses_with(call)
         gm.graph.erase_node(node)
         names.append(name)
-    _merge_silu(gm, names)
+    _merge_silu(gm)
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.recompile()
@@ -157,25 +157,25 @@ def _replacement(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
 MULTIPLY = {operator.mul, torch.mul}
 
 
-def _merge_silu(gm: fx.GraphModule, names: list[str]) -> None:
+def _merge_silu(gm: fx.GraphModule) -> None:
     """``x * sigmoid(x)`` (how exporters write SiLU) becomes one SiLU, a unary nonlinearity."""
     for node in list(gm.graph.nodes):
         if len(node.args) != 2 or not _is_multiply(gm, node):
             continue
         left, right = node.args
         for data, gate in ((left, right), (right, left)):
-            if (
-                not isinstance(gate, fx.Node)
-                or gate.op != "call_module"
-                or gate.users.keys() != {node}
-            ):
-                continue
-            if isinstance(gm.get_submodule(str(gate.target)), nn.Sigmoid) and gate.args[0] is data:
+            if _is_sole_sigmoid_of(gm, gate, data, node):
                 gm.add_submodule(str(gate.target), nn.SiLU())
-                gate.args = (data,)
                 node.replace_all_uses_with(gate)
                 gm.graph.erase_node(node)
                 break
+
+
+def _is_sole_sigmoid_of(gm: fx.GraphModule, gate: object, data: object, user: fx.Node) -> bool:
+    """``gate`` is sigmoid(data), used only by ``user``."""
+    if not isinstance(gate, fx.Node) or gate.op != "call_module" or gate.users.keys() != {user}:
+        return False
+    return isinstance(gm.get_submodule(str(gate.target)), nn.Sigmoid) and gate.args[0] is data
 
 
 def _is_multiply(gm: fx.GraphModule, node: fx.Node) -> bool:
