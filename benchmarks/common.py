@@ -67,3 +67,16 @@ def write_results(name: str, title: str, sections: dict[str, str], raw: object) 
     markdown.write_text(header + body)
     (RESULTS / f"{name}.json").write_text(json.dumps(raw, indent=2))
     return markdown
+
+
+def mnist1d_splits(seed: int) -> tuple[Dataset, Dataset]:
+    """(train, test) of mnist1d generated offline with its default arguments, as (N, 1, 40)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    generated = make_dataset(get_dataset_args())
+    x = torch.tensor(generated["x"], dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(generated["y"], dtype=torch.int64)
+    x_test = torch.tensor(generated["x_test"], dtype=torch.float32).unsqueeze(1)
+    y_test = torch.tensor(generated["y_test"], dtype=torch.int64)
+    classes = tuple(str(i) for i in range(10))
+    return Dataset(x, y, classes), Dataset(x_test, y_test, classes)

@@ -13,15 +13,15 @@ from typing import Any
 
 import torch
 
-from compression.criteria import Scores, ScoringOptions, get_criterion
-from compression.data import Dataset, split, validate_for_model
+from compression.auto import apply_auto
+from compression.criteria import Criterion, DeepLiftSettings, Scores, ScoringOptions, get_criterion
+from compression.data import Dataset, fit_to_model, split
 from compression.evaluate import ModelMetrics, layer_table, measure, snapshot
 from compression.io import LoadedModel
 from compression.layers import weighted_layers
 from compression.progress import CancelCheck, Monitor, ProgressCallback
-from compression.pruning.structured import prune_filters
-from compression.pruning.unstructured import prune_weights, select_layers
-from compression.spec import PruneFilters, PruneWeights, Spec
+from compression.spec import Spec, Step
+from compression.steps import WorkingModel, apply_step
 
 
 @dataclass
@@ -45,36 +45,18 @@ def compress(
 ) -> Result:
     monitor = Monitor(progress, should_cancel)
     calibration, evaluation = _calibration_and_evaluation(model, data, eval_data, spec)
-    work = copy.deepcopy(model.module).eval()
+    module = copy.deepcopy(model.module).eval()
     example = model.example_input()
-    layers = weighted_layers(work, example)
-    shapes_before = snapshot(layers)
+    working = WorkingModel(module, example, weighted_layers(module, example))
+    shapes_before = snapshot(working.layers)
     with monitor.enter("evaluating"):
         before = measure(model.module, model.input_shape, evaluation, spec.evaluation, monitor)
-    options = ScoringOptions(spec.attribution.batch_size, spec.attribution.target, spec.seed)
-    all_scores: list[Scores] = []
-    masks: dict[str, torch.Tensor] = {}
-    steps: list[dict[str, Any]] = []
-    for step in spec.steps:
-        criterion = get_criterion(step.criterion or spec.criterion, options)
-
-        def score(criterion=criterion) -> Scores:
-            with monitor.enter("attributing"):
-                scores = criterion.score(work, layers, calibration, monitor)
-            all_scores.append(scores)
-            return scores
-
-        with monitor.enter("pruning"):
-            if isinstance(step, PruneFilters):
-                prune_filters(work, example, layers, step, score, monitor)
-            elif isinstance(step, PruneWeights):
-                names = select_layers(layers, step)
-                masks.update(prune_weights(layers, score(), names, step.sparsity, step.scope))
-        steps.append({"type": step.type, "criterion": criterion.name})
+    steps = [_run_step(working, step, spec, calibration, monitor) for step in spec.steps]
     with monitor.enter("evaluating"):
-        after = measure(work, model.input_shape, evaluation, spec.evaluation, monitor)
-    compressed = LoadedModel(work, model.input_shape, model.num_classes, model.source)
-    rows = layer_table(shapes_before, work, all_scores[0] if all_scores else None)
+        after = measure(working.module, model.input_shape, evaluation, spec.evaluation, monitor)
+    compressed = LoadedModel(working.module, model.input_shape, model.num_classes, model.source)
+    first_scores = working.scores[0] if working.scores else None
+    rows = layer_table(shapes_before, working.module, first_scores)
     metrics = {
         "criterion": spec.criterion,
         "before": before.as_dict(),
@@ -82,22 +64,45 @@ def compress(
         "reduction": _reduction(before, after),
         "layers": [row.as_dict() for row in rows],
         "steps": steps,
+        "attribution": {
+            "completeness_error": max(working.completeness, default=None),
+            "baseline": spec.attribution.baseline,
+            "target": spec.attribution.deeplift_target,
+        },
         "data": {
             "calibration_samples": calibration.num_samples,
             "evaluation_samples": evaluation.num_samples,
         },
         "stage_seconds": dict(monitor.stage_seconds),
     }
-    return Result(compressed, metrics, all_scores, masks)
+    return Result(compressed, metrics, working.scores, working.masks)
+
+
+def _run_step(
+    working: WorkingModel, step: Step, spec: Spec, calibration: Dataset, monitor: Monitor
+) -> dict[str, Any]:
+    settings = spec.attribution
+    options = ScoringOptions(settings.batch_size, settings.target, spec.seed)
+    deeplift = DeepLiftSettings(
+        settings.baseline, settings.deeplift_target, settings.channel_score, settings.weight_score
+    )
+
+    def make_criterion(name: str) -> Criterion:
+        return get_criterion(name, options, deeplift)
+
+    name = step.criterion or spec.criterion
+    if name == "auto":
+        return apply_auto(working, step, make_criterion, calibration, spec.seed, monitor)
+    return apply_step(working, step, make_criterion(name), calibration, monitor)
 
 
 def _calibration_and_evaluation(
     model: LoadedModel, data: Dataset, eval_data: Dataset | None, spec: Spec
 ) -> tuple[Dataset, Dataset]:
-    validate_for_model(data, model.input_shape, model.num_classes)
+    data = fit_to_model(data, model.input_shape, model.num_classes)
     if eval_data is not None:
-        validate_for_model(eval_data, model.input_shape, model.num_classes)
-        calibration, evaluation = data, eval_data
+        calibration = data
+        evaluation = fit_to_model(eval_data, model.input_shape, model.num_classes)
     else:
         calibration, evaluation = split(data, spec.evaluation.calibration_fraction, spec.seed)
     if calibration.num_samples > spec.attribution.samples:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CriterionName = Literal["l1", "taylor", "random"]
+CriterionName = Literal["deeplift", "auto", "l1", "taylor", "random"]
 Scope = Literal["global", "layer"]
 
 
@@ -65,7 +65,21 @@ Step = Annotated[PruneFilters | PruneWeights, Field(discriminator="type")]
 class AttributionSettings(_Strict):
     samples: int = Field(512, ge=1, description="Calibration samples used to score importance.")
     batch_size: int = Field(128, ge=1, le=4096)
-    target: Literal["label", "predicted"] = "label"
+    target: Literal["label", "predicted"] = Field(
+        "label", description="Explain the true class or the predicted one."
+    )
+    baseline: Literal["zeros", "mean", "blur"] = Field(
+        "zeros", description="DeepLIFT reference input."
+    )
+    deeplift_target: Literal["logit", "margin", "log_softmax"] = Field(
+        "logit", description="What DeepLIFT explains: the class logit, its margin, or log p."
+    )
+    channel_score: Literal["relevance", "net", "ablation", "relevance_x_magnitude"] = Field(
+        "relevance", description="How a filter's relevance map becomes its score."
+    )
+    weight_score: Literal["relevance", "relevance_x_magnitude"] = Field(
+        "relevance_x_magnitude", description="How a single weight's relevance becomes its score."
+    )
 
 
 class EvaluationSettings(_Strict):
@@ -79,7 +93,7 @@ class EvaluationSettings(_Strict):
 
 class Spec(_Strict):
     steps: list[Step] = Field(min_length=1, max_length=16)
-    criterion: CriterionName = "l1"
+    criterion: CriterionName = "deeplift"
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     seed: int = Field(0, ge=0)

@@ -26,10 +26,11 @@ from compression.progress import Monitor
 @dataclass(frozen=True)
 class LayerScore:
     """Importance of one layer: ``channels`` has one entry per output channel, ``weights``
-    the layer's weight shape. Larger means more important; all entries are >= 0."""
+    the layer's weight shape (None when per-weight scores were not asked for). Larger means
+    more important; all entries are >= 0."""
 
     channels: torch.Tensor
-    weights: torch.Tensor
+    weights: torch.Tensor | None
 
     @property
     def total(self) -> float:
@@ -63,8 +64,10 @@ class Criterion(ABC):
         layers: Mapping[str, nn.Module],
         data: Dataset | None,
         monitor: Monitor | None = None,
+        per_weight: bool = True,
     ) -> Scores:
-        """Score every layer in ``layers`` (names to modules of ``model``)."""
+        """Score every layer in ``layers`` (names to modules of ``model``); per-weight scores
+        only when ``per_weight`` (they can cost more than channel scores)."""
 
 
 def channel_sum(values: torch.Tensor) -> torch.Tensor:

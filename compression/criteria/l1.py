@@ -21,6 +21,7 @@ class L1(Criterion):
         layers: Mapping[str, nn.Module],
         data: Dataset | None,
         monitor: Monitor | None = None,
+        per_weight: bool = True,
     ) -> Scores:
         scores: Scores = {}
         for name, layer in layers.items():

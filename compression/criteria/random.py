@@ -22,6 +22,7 @@ class Random(Criterion):
         layers: Mapping[str, nn.Module],
         data: Dataset | None,
         monitor: Monitor | None = None,
+        per_weight: bool = True,
     ) -> Scores:
         generator = torch.Generator().manual_seed(self.options.seed)
         scores: Scores = {}

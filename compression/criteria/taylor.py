@@ -44,6 +44,7 @@ class Taylor(Criterion):
         layers: Mapping[str, nn.Module],
         data: Dataset | None,
         monitor: Monitor | None = None,
+        per_weight: bool = True,
     ) -> Scores:
         data = require_data(data, self.name)
         model.eval()

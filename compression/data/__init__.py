@@ -15,11 +15,12 @@ from compression.data.members import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTE
 from compression.data.npz import load_npz
 from compression.data.sniff import ACCEPTED_FORMATS, Container, sniff
 from compression.data.split import split
-from compression.data.validate import validate_for_model
+from compression.data.validate import fit_to_model, validate_for_model
 from compression.errors import UnsupportedFormat
 
 __all__ = [
     "Dataset",
+    "fit_to_model",
     "load_dataset",
     "load_image_archive",
     "load_npz",

@@ -16,7 +16,8 @@ from compression.errors import InvalidDataset
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Samples ``x`` (float32, (N, C, H, W) or (N, F)), labels ``y`` (int64, (N,)), class names.
+    """Samples ``x`` (float32; (N, F), (N, C, L) or (N, C, H, W)), labels ``y`` (int64, (N,)),
+    class names.
 
     ``classes[i]`` names label ``i``; labels lie in ``0..len(classes) - 1``.
     """
@@ -56,9 +57,10 @@ class Dataset:
 def _check_samples(x: torch.Tensor) -> None:
     if x.dtype != torch.float32:
         raise InvalidDataset(f"Samples must be float32, got {x.dtype}.")
-    if x.ndim not in (2, 4):
+    if x.ndim not in (2, 3, 4):
         raise InvalidDataset(
-            f"Samples must have shape (N, features) or (N, C, H, W), got {tuple(x.shape)}."
+            "Samples must have shape (N, features), (N, C, L) or (N, C, H, W), "
+            f"got {tuple(x.shape)}."
         )
     if x.shape[0] == 0:
         raise InvalidDataset("The dataset has no samples; upload at least one.")

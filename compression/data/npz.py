@@ -74,11 +74,9 @@ def _array(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
 def _samples(x: np.ndarray) -> np.ndarray:
     if x.dtype.kind not in "iuf":
         raise InvalidDataset(f"x must hold integers or floats, got dtype {x.dtype}.")
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim not in (2, 4):
+    if x.ndim not in (2, 3, 4):
         raise InvalidDataset(
-            f"x must have shape (N, features), (N, H, W) or (N, C, H, W), got {x.shape}."
+            f"x must have shape (N, features), (N, C, L), (N, H, W) or (N, C, H, W), got {x.shape}."
         )
     with np.errstate(over="ignore"):  # out-of-range values become Inf, refused by Dataset
         return np.ascontiguousarray(x, dtype=np.float32)

@@ -12,6 +12,20 @@ from compression.data.dataset import Dataset
 from compression.errors import InvalidDataset, ShapeMismatch
 
 
+def fit_to_model(dataset: Dataset, input_shape: tuple[int, ...], num_classes: int) -> Dataset:
+    """The dataset shaped for the model, validated.
+
+    Shapes that differ only by singleton axes are the same data ((H, W) grey images for a
+    (1, H, W) model, (1, L) signals for an (L,) model), so they are reshaped, never copied.
+    """
+    shape = tuple(input_shape)
+    squeezed = tuple(size for size in dataset.sample_shape if size != 1)
+    if dataset.sample_shape != shape and squeezed == tuple(s for s in shape if s != 1):
+        dataset = Dataset(dataset.x.reshape(-1, *shape), dataset.y, dataset.classes)
+    validate_for_model(dataset, shape, num_classes)
+    return dataset
+
+
 def validate_for_model(dataset: Dataset, input_shape: tuple[int, ...], num_classes: int) -> None:
     """Raise unless samples have ``input_shape`` and every class ``0..num_classes-1`` has data.
 

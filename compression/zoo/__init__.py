@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from compression.errors import InvalidModel
+from compression.zoo.cnn1d import CNN1d, CNN1dArgs
 from compression.zoo.lenet import LeNet5, LeNet5Args
 from compression.zoo.mlp import MLPArgs, mlp
 from compression.zoo.resnet import ResNet, ResNetArgs
@@ -38,6 +39,7 @@ ARCHITECTURES: Mapping[str, Architecture] = {
     "mlp": Architecture(MLPArgs, mlp),
     "lenet5": Architecture(LeNet5Args, LeNet5),
     "small_cnn": Architecture(SmallCNNArgs, SmallCNN),
+    "cnn1d": Architecture(CNN1dArgs, CNN1d),
     "vgg": Architecture(VGGArgs, VGG),
     "resnet20": _resnet(20),
     "resnet56": _resnet(56),

@@ -41,7 +41,7 @@ def test_batches_are_consecutive_and_cover_everything():
     ("x", "y", "classes", "fragment"),
     [
         (torch.zeros(2, 2, dtype=torch.float64), torch.tensor([0, 0]), ("a",), "float32"),
-        (torch.zeros(2, 2, 2), torch.tensor([0, 0]), ("a",), "(N, C, H, W)"),
+        (torch.zeros(2, 1, 2, 2, 2), torch.tensor([0, 0]), ("a",), "(N, C, H, W)"),
         (torch.zeros(2, 2), torch.tensor([0, 0], dtype=torch.int32), ("a",), "int64"),
         (torch.zeros(2, 2), torch.tensor([0, 0]), ("a", "a"), "unique"),
         (torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64), ("a",), "no samples"),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from compression.data import load_npz
-from compression.errors import InvalidDataset, UnsafeArchive, UnsupportedFormat
+from compression.data import fit_to_model, load_npz
+from compression.errors import InvalidDataset, ShapeMismatch, UnsafeArchive, UnsupportedFormat
 
 
 class MkdirOnUnpickle:
@@ -46,11 +46,16 @@ def test_class_names_and_features_from_file_object(make_npz):
     assert dataset.classes == ("cat", "dog", "emu")
 
 
-def test_three_dimensional_x_gains_a_channel_axis(make_npz):
+def test_three_dimensional_x_is_kept_and_fits_either_model(make_npz):
     x = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
-    dataset = load_npz(make_npz(x=x, y=np.array([0, 0])))
-    assert dataset.x.shape == (2, 1, 2, 2)
-    assert torch.equal(dataset.x[:, 0], torch.from_numpy(x))
+    dataset = load_npz(make_npz(x=x, y=np.array([0, 1])))
+    assert dataset.x.shape == (2, 2, 2)
+    as_image = fit_to_model(dataset, (1, 2, 2), num_classes=2)
+    assert as_image.x.shape == (2, 1, 2, 2)
+    assert torch.equal(as_image.x[:, 0], torch.from_numpy(x))
+    assert fit_to_model(dataset, (2, 2), num_classes=2) is dataset
+    with pytest.raises(ShapeMismatch):
+        fit_to_model(dataset, (4, 1), num_classes=2)
 
 
 def test_object_array_is_refused_without_running_its_pickle(make_npz, tmp_path):
