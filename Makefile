@@ -24,6 +24,8 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.pruning_baselines
+	$(BIN)/python -m benchmarks.deeplift_variants
+	$(BIN)/python -m benchmarks.attribution_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

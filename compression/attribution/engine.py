@@ -27,21 +27,23 @@ from compression.attribution.weight_relevance import weight_relevance
 from compression.data import Dataset
 from compression.progress import Monitor
 
+CHANNEL_SCORES = ("relevance", "net", "ablation")
+
 
 @dataclass(frozen=True)
 class LayerRelevance:
-    """Per output channel, averaged over samples:
+    """Per output channel, averaged over samples (each only when asked for):
 
     - ``channel``: sum over positions of |R|, R = (a - a') * m (DeepLIFT relevance);
     - ``channel_net``: |sum over positions of R| (signed contributions may cancel);
     - ``ablation``: |sum over positions of a * m|, the multiplier-weighted change from
       removing the channel (its output set to zero);
-    - ``weights``: |R| per weight (None unless asked for).
+    - ``weights``: |R| per weight.
     """
 
-    channel: Tensor
-    channel_net: Tensor
-    ablation: Tensor
+    channel: Tensor | None
+    channel_net: Tensor | None
+    ablation: Tensor | None
     weights: Tensor | None
 
 
@@ -99,36 +101,36 @@ def attribute(
     target: TargetName = "logit",
     explain: str = "label",
     batch_size: int = 128,
+    channel_scores: tuple[str, ...] = CHANNEL_SCORES,
     per_weight: bool = False,
     monitor: Monitor | None = None,
 ) -> Attribution:
-    """DeepLIFT relevance of every layer in ``layers`` (modules of ``model``), over ``data``."""
+    """DeepLIFT relevance of every layer in ``layers`` (modules of ``model``), over ``data``.
+
+    ``channel_scores`` picks which per-channel aggregates to compute (see LayerRelevance);
+    each costs a few passes over every layer's activations.
+    """
     gm = normalize(model).eval()
     device = next(model.parameters()).device
     shared = shared_baseline(baseline, data.x)
-    names = list(layers)
-    sums = {
-        name: [torch.zeros(layers[name].weight.shape[0], device=device) for _ in range(3)]
-        for name in names
-    }
-    weight_sums = {name: torch.zeros_like(layers[name].weight) for name in names}
+    totals = _Totals(layers, channel_scores, per_weight, device)
     error, scale = 0.0, 0.0
     batches = data.batches(batch_size)
-    total = -(-data.num_samples // batch_size)
+    count = -(-data.num_samples // batch_size)
     with rules_installed(gm) as rules, _capture(layers) as captured:
-        for x, y in monitor.track(batches, total) if monitor else batches:
+        for x, y in monitor.track(batches, count) if monitor else batches:
             x, y = x.to(device), y.to(device)
             reference = shared.to(device) if shared is not None else blur(x)
             captured.in_reference_pass = True
             with recording(rules), torch.no_grad():
                 reference_logits = gm(reference)
             captured.in_reference_pass = False
-            x = x.clone().requires_grad_(True)
+            x = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = gm(x)
                 classes = y if explain == "label" else logits.detach().argmax(dim=1)
                 top = target_multiplier(target, logits.detach(), reference_logits, classes)
-                outputs = [captured.outputs[name] for name in names]
+                outputs = [captured.outputs[name] for name in layers]
                 grads = torch.autograd.grad((top * logits).sum(), [x, *outputs])
             explained = target_score(target, logits.detach(), classes) - target_score(
                 target, reference_logits.expand_as(logits), classes
@@ -136,28 +138,67 @@ def attribute(
             conserved = ((x.detach() - reference) * grads[0]).flatten(1).sum(dim=1)
             error += float((conserved - explained).abs().sum())
             scale += float(explained.abs().sum())
-            for name, multiplier in zip(names, grads[1:], strict=True):
-                activation = captured.outputs[name].detach()
-                relevance = (activation - captured.reference_outputs[name]) * multiplier
-                channel, channel_net, ablation = sums[name]
-                channel += _per_channel(relevance.abs()).sum(dim=0)
-                channel_net += _per_channel(relevance).abs().sum(dim=0)
-                ablation += _per_channel(activation * multiplier).abs().sum(dim=0)
-                if per_weight:
-                    delta_in = captured.inputs[name] - captured.reference_inputs[name]
-                    delta_in = delta_in.expand_as(captured.inputs[name])
-                    weight_sums[name] += weight_relevance(layers[name], multiplier, delta_in)
-    count = data.num_samples
+            totals.add(captured, dict(zip(layers, grads[1:], strict=True)))
     return Attribution(
-        layers={
-            name: LayerRelevance(
-                channel=sums[name][0].cpu() / count,
-                channel_net=sums[name][1].cpu() / count,
-                ablation=sums[name][2].cpu() / count,
-                weights=(weight_sums[name].cpu() / count) if per_weight else None,
-            )
-            for name in names
-        },
+        layers=totals.averages(data.num_samples),
         completeness_error=error / max(scale, 1e-12),
-        samples=count,
+        samples=data.num_samples,
     )
+
+
+class _Totals:
+    """Running sums of the requested relevance aggregates, per layer."""
+
+    def __init__(
+        self,
+        layers: Mapping[str, nn.Module],
+        channel_scores: tuple[str, ...],
+        per_weight: bool,
+        device: torch.device,
+    ) -> None:
+        unknown = set(channel_scores) - set(CHANNEL_SCORES)
+        if unknown:
+            raise ValueError(f"unknown channel scores {sorted(unknown)}")
+        self.layers = layers
+        self.wanted = channel_scores
+        self.sums = {
+            (name, kind): torch.zeros(layer.weight.shape[0], device=device)
+            for name, layer in layers.items()
+            for kind in channel_scores
+        }
+        self.weights = (
+            {name: torch.zeros_like(layer.weight) for name, layer in layers.items()}
+            if per_weight
+            else None
+        )
+
+    def add(self, captured: _Captured, multipliers: dict[str, Tensor]) -> None:
+        for name, multiplier in multipliers.items():
+            activation = captured.outputs[name].detach()
+            if "ablation" in self.wanted:
+                ablation = _per_channel(activation * multiplier).abs_()
+                self.sums[(name, "ablation")] += ablation.sum(dim=0)
+            relevance = (activation - captured.reference_outputs[name]).mul_(multiplier)
+            if "net" in self.wanted:
+                self.sums[(name, "net")] += _per_channel(relevance).abs_().sum(dim=0)
+            if "relevance" in self.wanted:
+                self.sums[(name, "relevance")] += _per_channel(relevance.abs_()).sum(dim=0)
+            if self.weights is not None:
+                inputs = captured.inputs[name]
+                delta_in = (inputs - captured.reference_inputs[name]).expand_as(inputs)
+                self.weights[name] += weight_relevance(self.layers[name], multiplier, delta_in)
+
+    def averages(self, count: int) -> dict[str, LayerRelevance]:
+        def mean(name: str, kind: str) -> Tensor | None:
+            total = self.sums.get((name, kind))
+            return None if total is None else total.cpu() / count
+
+        return {
+            name: LayerRelevance(
+                channel=mean(name, "relevance"),
+                channel_net=mean(name, "net"),
+                ablation=mean(name, "ablation"),
+                weights=None if self.weights is None else self.weights[name].cpu() / count,
+            )
+            for name in self.layers
+        }

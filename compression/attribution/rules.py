@@ -28,25 +28,35 @@ def _local_gradient(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return grad
 
 
+def rescale_multiplier(
+    fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, x_ref: Tensor, y_ref: Tensor
+) -> Tensor:
+    """(y - y') / (x - x'), with the local gradient where |x - x'| <= EPS."""
+    delta = x - x_ref
+    secant = torch.sub(y, y_ref)
+    secant.div_(delta)
+    small = delta.abs_() <= EPS
+    if bool(small.any()):
+        secant[small] = _local_gradient(fn, x[small])
+    return secant
+
+
 class Rescale(torch.autograd.Function):
-    """y = fn(x) forward; grad_in = grad_out * (y - y') / (x - x') backward."""
+    """y = fn(x) forward; grad_in = grad_out * (y - y') / (x - x') backward.
+
+    The multiplier is computed once in the forward pass and is all the backward needs.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, x_ref: Tensor, y_ref: Tensor, fn: Callable) -> Tensor:
         y = fn(x)
-        ctx.save_for_backward(x, y, x_ref, y_ref)
-        ctx.fn = fn
+        ctx.save_for_backward(rescale_multiplier(fn, x, y, x_ref, y_ref))
         return y
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
-        x, y, x_ref, y_ref = ctx.saved_tensors
-        delta_in = x - x_ref
-        secant = (y - y_ref) / torch.where(delta_in.abs() > EPS, delta_in, torch.ones_like(x))
-        small = delta_in.abs() <= EPS
-        if bool(small.any()):
-            secant = torch.where(small, _local_gradient(ctx.fn, x), secant)
-        return grad_out * secant, None, None, None
+        (multiplier,) = ctx.saved_tensors
+        return grad_out * multiplier, None, None, None
 
 
 def _scatter_to_inputs(values: Tensor, indices: Tensor, input_shape: torch.Size) -> Tensor:

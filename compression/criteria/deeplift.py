@@ -30,6 +30,14 @@ class DeepLiftSettings:
     weight_score: str = "relevance_x_magnitude"  # relevance | relevance_x_magnitude
 
 
+_NEEDS = {
+    "relevance": ("relevance",),
+    "net": ("net",),
+    "ablation": ("ablation",),
+    "relevance_x_magnitude": ("relevance",),
+}
+
+
 def _normalized(values: torch.Tensor) -> torch.Tensor:
     return values / values.mean().clamp_min(1e-12)
 
@@ -78,6 +86,7 @@ class DeepLift(Criterion):
             target=self.settings.target,
             explain=self.options.target,
             batch_size=self.options.batch_size,
+            channel_scores=_NEEDS[self.settings.channel_score],
             per_weight=per_weight,
             monitor=monitor,
         )

@@ -107,3 +107,15 @@ def test_wrong_data_shape_is_refused(trained_digits_cnn: LoadedModel, digits: Da
 def test_invalid_specs_are_rejected(bad: dict) -> None:
     with pytest.raises(ValidationError):
         Spec.model_validate(bad)
+
+
+def test_default_deeplift_reports_its_completeness(
+    trained_digits_cnn: LoadedModel, digits: Dataset
+) -> None:
+    spec = Spec.model_validate({**SPEC, "criterion": "deeplift"})
+    metrics = compress(trained_digits_cnn, digits, spec).metrics
+    assert metrics["criterion"] == "deeplift"
+    assert metrics["attribution"]["baseline"] == "zeros"
+    assert metrics["attribution"]["target"] == "logit"
+    assert 0 <= metrics["attribution"]["completeness_error"] < 1e-4
+    assert [step["criterion"] for step in metrics["steps"]] == ["deeplift", "deeplift"]
