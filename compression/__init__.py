@@ -10,7 +10,7 @@ from compression.data import Dataset, load_dataset
 from compression.errors import CompressionError
 from compression.io import LoadedModel, export_onnx, export_pt2, load_model
 from compression.pipeline import Result, compress
-from compression.spec import Spec
+from jobspec import Spec
 
 __all__ = [
     "CompressionError",

@@ -15,8 +15,8 @@ from compression.criteria import Criterion
 from compression.data import Dataset, split
 from compression.evaluate import top1_accuracy
 from compression.progress import Monitor
-from compression.spec import Step
 from compression.steps import WorkingModel, apply_step
+from jobspec import Step
 
 CANDIDATES = ("deeplift", "taylor", "l1")
 """In order of preference when held-out accuracies tie."""

@@ -20,8 +20,8 @@ from compression.evaluate import ModelMetrics, layer_table, measure, snapshot
 from compression.io import LoadedModel
 from compression.layers import weighted_layers
 from compression.progress import CancelCheck, Monitor, ProgressCallback
-from compression.spec import Spec, Step
 from compression.steps import WorkingModel, apply_step
+from jobspec import Spec, Step
 
 
 @dataclass

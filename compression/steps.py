@@ -18,7 +18,7 @@ from compression.data import Dataset
 from compression.progress import Monitor
 from compression.pruning.structured import prune_filters
 from compression.pruning.unstructured import prune_weights, select_layers
-from compression.spec import PruneFilters, PruneWeights, Step
+from jobspec import PruneFilters, PruneWeights, Step
 
 
 @dataclass

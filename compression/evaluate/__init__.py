@@ -12,7 +12,7 @@ from compression.evaluate.counting import count_macs, count_parameters
 from compression.evaluate.latency import median_latency_ms
 from compression.evaluate.layer_table import LayerRow, layer_table, snapshot
 from compression.progress import Monitor
-from compression.spec import EvaluationSettings
+from jobspec import EvaluationSettings
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from compression.errors import InvalidSpec, PruningFailed
 from compression.layers import default_protected
 from compression.progress import Monitor
 from compression.pruning.importance import ScoreImportance
-from compression.spec import PruneFilters
+from jobspec import PruneFilters
 
 
 def prune_filters(

@@ -14,7 +14,7 @@ from torch import nn
 from compression.criteria import Scores
 from compression.errors import InvalidSpec
 from compression.layers import is_conv
-from compression.spec import PruneWeights
+from jobspec import PruneWeights
 
 
 def select_layers(layers: dict[str, nn.Module], step: PruneWeights) -> list[str]:

@@ -7,7 +7,7 @@ from torch import nn
 
 from compression.data import Dataset
 from compression.evaluate import count_macs, count_parameters, measure, top1_accuracy
-from compression.spec import EvaluationSettings
+from jobspec import EvaluationSettings
 
 
 def hand_sized() -> nn.Module:

@@ -13,7 +13,7 @@ from compression.errors import InvalidSpec
 from compression.io import LoadedModel, export_onnx, export_pt2, load_model
 from compression.layers import weighted_layers
 from compression.pruning.structured import prune_filters
-from compression.spec import PruneFilters
+from jobspec import PruneFilters
 from tests.compression.toy_models import Branchy, randomize_batchnorm
 
 # Branchy at 50% per layer, with the stem (first conv) and fc (classifier) protected:

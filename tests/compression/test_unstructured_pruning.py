@@ -9,7 +9,7 @@ from torch import nn
 from compression.criteria import get_criterion
 from compression.errors import InvalidSpec
 from compression.pruning.unstructured import prune_weights, select_layers
-from compression.spec import PruneWeights
+from jobspec import PruneWeights
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """What a compression job does, as data: the request body of the service's jobs endpoint.
 
+A leaf package of pydantic models only (no torch), so the API can validate job requests
+without importing the engine, and the engine can read them without importing the API.
+
 Steps run in order on the same model. Every step can name its own criterion; otherwise the
 spec's criterion applies, so comparing criteria is changing one field.
 """

@@ -1,0 +1,34 @@
+"""Cursor pagination, newest first: the cursor is the id of the last item seen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from api.errors import Problem
+
+MAX_LIMIT = 100
+
+
+def page(
+    session: Session, statement: Select[Any], table: Any, after: str | None, limit: int
+) -> tuple[list[Any], bool]:
+    """Rows of ``statement`` (already scoped to a project) after the cursor, and has_more."""
+    if after is not None:
+        cursor = session.execute(
+            select(table.created_at, table.id).where(table.id == after)
+        ).first()
+        if cursor is None:
+            raise Problem(400, "invalid_cursor", "Unknown cursor", f"No item with id {after!r}.")
+        statement = statement.where(
+            or_(
+                table.created_at < cursor.created_at,
+                and_(table.created_at == cursor.created_at, table.id < cursor.id),
+            )
+        )
+    rows = session.scalars(
+        statement.order_by(table.created_at.desc(), table.id.desc()).limit(limit + 1)
+    ).all()
+    return list(rows[:limit]), len(rows) > limit

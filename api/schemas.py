@@ -1,0 +1,196 @@
+"""Request and response bodies of the public API (what OpenAPI documents)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.models import Artifact, DatasetRecord, Job, JobEvent, ModelRecord
+from jobspec import Spec
+
+T = TypeVar("T")
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a cursor-paged list: pass ``next_cursor`` as ``after`` for the next page."""
+
+    data: list[T]
+    has_more: bool
+    next_cursor: str | None
+
+
+class UploadOut(BaseModel):
+    id: str
+    name: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    status: Literal["pending", "ready", "invalid"]
+    error: ErrorInfo | None
+    format: str | None
+    created_at: datetime
+
+
+class ModelOut(UploadOut):
+    object: Literal["model"] = "model"
+    architecture: str | None
+    architecture_args: dict[str, Any] | None
+    input_shape: list[int] | None
+    num_classes: int | None
+    parameters: int | None
+    macs: int | None
+
+
+class DatasetOut(UploadOut):
+    object: Literal["dataset"] = "dataset"
+    samples: int | None
+    num_classes: int | None
+    sample_shape: list[int] | None = Field(
+        description="Shape of one sample; null for image archives (resized to the model's input)."
+    )
+    classes: list[str] | None
+
+
+class JobCreate(Spec):
+    """The engine's Spec plus what to compress."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "mdl_abc",
+                    "dataset_id": "ds_abc",
+                    "steps": [
+                        {"type": "prune_filters", "ratio": 0.5},
+                        {"type": "prune_weights", "sparsity": 0.9, "layers": ["fc1"]},
+                    ],
+                    "criterion": "deeplift",
+                }
+            ]
+        },
+    )
+
+    model_id: str
+    dataset_id: str
+    eval_dataset_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobOut(BaseModel):
+    object: Literal["job"] = "job"
+    id: str
+    status: Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+    stage: str | None
+    progress: float
+    eta_seconds: float | None
+    error: ErrorInfo | None
+    metrics: dict[str, Any] | None
+    model_id: str
+    dataset_id: str
+    eval_dataset_id: str | None
+    spec: dict[str, Any]
+    metadata: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class EventOut(BaseModel):
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    download_url: str
+    created_at: datetime
+
+
+def _error(code: str | None, message: str | None) -> ErrorInfo | None:
+    return ErrorInfo(code=code, message=message or "") if code else None
+
+
+def _upload_fields(record: ModelRecord | DatasetRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "filename": record.filename,
+        "size_bytes": record.size_bytes,
+        "sha256": record.sha256,
+        "status": record.status,
+        "error": _error(record.error_code, record.error_message),
+        "format": record.format,
+        "created_at": record.created_at,
+    }
+
+
+def model_out(record: ModelRecord) -> ModelOut:
+    return ModelOut(
+        **_upload_fields(record),
+        architecture=record.architecture,
+        architecture_args=record.architecture_args,
+        input_shape=record.input_shape,
+        num_classes=record.num_classes,
+        parameters=record.parameters,
+        macs=record.macs,
+    )
+
+
+def dataset_out(record: DatasetRecord) -> DatasetOut:
+    return DatasetOut(
+        **_upload_fields(record),
+        samples=record.samples,
+        num_classes=record.num_classes,
+        sample_shape=record.sample_shape,
+        classes=record.classes,
+    )
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        stage=job.stage,
+        progress=job.progress,
+        eta_seconds=job.eta_seconds,
+        error=_error(job.error_code, job.error_message),
+        metrics=job.metrics,
+        model_id=job.model_id,
+        dataset_id=job.dataset_id,
+        eval_dataset_id=job.eval_dataset_id,
+        spec=job.spec,
+        metadata=job.job_metadata,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def event_out(event: JobEvent) -> EventOut:
+    return EventOut(seq=event.seq, type=event.type, data=event.data, created_at=event.created_at)
+
+
+def artifact_out(artifact: Artifact) -> ArtifactOut:
+    return ArtifactOut(
+        name=artifact.name,
+        content_type=artifact.content_type,
+        size_bytes=artifact.size_bytes,
+        sha256=artifact.sha256,
+        download_url=f"/v1/jobs/{artifact.job_id}/artifacts/{artifact.name}",
+        created_at=artifact.created_at,
+    )
