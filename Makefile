@@ -3,15 +3,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install test lint bench clean
+.PHONY: install run test lint bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/activate
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[service,dev]'
 	$(PIP) --no-deps -r requirements/no-deps.txt
+
+run: install
+	$(BIN)/python -m worker.embedded
 
 lint: install
 	$(BIN)/ruff check .

@@ -49,10 +49,14 @@ def compress(
     example = model.example_input()
     working = WorkingModel(module, example, weighted_layers(module, example))
     shapes_before = snapshot(working.layers)
-    with monitor.enter("evaluating"):
+    with monitor.within(0.0, 0.1), monitor.enter("evaluating"):
         before = measure(model.module, model.input_shape, evaluation, spec.evaluation, monitor)
-    steps = [_run_step(working, step, spec, calibration, monitor) for step in spec.steps]
-    with monitor.enter("evaluating"):
+    steps = []
+    share = 0.75 / len(spec.steps)
+    for index, step in enumerate(spec.steps):
+        with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
+            steps.append(_run_step(working, step, spec, calibration, monitor))
+    with monitor.within(0.85, 1.0), monitor.enter("evaluating"):
         after = measure(working.module, model.input_shape, evaluation, spec.evaluation, monitor)
     compressed = LoadedModel(working.module, model.input_shape, model.num_classes, model.source)
     first_scores = working.scores[0] if working.scores else None

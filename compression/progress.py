@@ -15,8 +15,9 @@ from typing import TypeVar
 
 from compression.errors import Cancelled
 
-ProgressCallback = Callable[[str, float], None]
-"""Called with (stage, fraction of that stage done in [0, 1])."""
+ProgressCallback = Callable[[str, float, float], None]
+"""Called with (stage, fraction of that stage done, fraction of the whole work done), both in
+[0, 1]; the overall fraction never decreases."""
 
 CancelCheck = Callable[[], bool]
 """Returns True when the caller wants the work to stop."""
@@ -32,6 +33,18 @@ class Monitor:
     should_cancel: CancelCheck | None = None
     stage: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    span: tuple[float, float] = (0.0, 1.0)
+    overall: float = 0.0
+
+    @contextmanager
+    def within(self, start: float, end: float) -> Iterator[None]:
+        """Map the stage fractions reported inside the block onto [start, end] overall."""
+        outer = self.span
+        self.span = (start, end)
+        try:
+            yield
+        finally:
+            self.span = outer
 
     @contextmanager
     def enter(self, stage: str) -> Iterator[None]:
@@ -51,8 +64,11 @@ class Monitor:
     def report(self, fraction: float) -> None:
         """Report progress within the current stage; raise if cancellation was requested."""
         self.check()
+        fraction = min(max(fraction, 0.0), 1.0)
+        start, end = self.span
+        self.overall = max(self.overall, start + fraction * (end - start))
         if self.progress is not None:
-            self.progress(self.stage, min(max(fraction, 0.0), 1.0))
+            self.progress(self.stage, fraction, self.overall)
 
     def check(self) -> None:
         """Raise :class:`Cancelled` if the caller asked to stop."""

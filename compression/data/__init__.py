@@ -20,6 +20,7 @@ from compression.errors import UnsupportedFormat
 
 __all__ = [
     "Dataset",
+    "dataset_format",
     "fit_to_model",
     "load_dataset",
     "load_image_archive",
@@ -47,14 +48,21 @@ def load_dataset(
     as they are, so check them with :func:`validate_for_model`. The limits bound what an
     archive may expand to (see :mod:`compression.data.members`).
     """
-    container = sniff(path)
-    if container is None:
-        raise UnsupportedFormat(f"Unrecognised dataset file. Upload {ACCEPTED_FORMATS}.")
-    if container is Container.ZIP and not _NPZ_MEMBERS.isdisjoint(_zip_names(path)):
+    if dataset_format(path) == "npz":
         return load_npz(path, max_total_bytes=max_total_bytes)
     return load_image_archive(
         path, input_shape, max_members=max_members, max_total_bytes=max_total_bytes
     )
+
+
+def dataset_format(path: str | os.PathLike[str]) -> str:
+    """``npz`` or ``image_archive``, by content; anything else is an unsupported format."""
+    container = sniff(path)
+    if container is None:
+        raise UnsupportedFormat(f"Unrecognised dataset file. Upload {ACCEPTED_FORMATS}.")
+    if container is Container.ZIP and not _NPZ_MEMBERS.isdisjoint(_zip_names(path)):
+        return "npz"
+    return "image_archive"
 
 
 def _zip_names(path: str | os.PathLike[str]) -> set[str]:

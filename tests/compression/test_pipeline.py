@@ -31,7 +31,7 @@ def test_steps_run_in_order_and_report(trained_digits_cnn: LoadedModel, digits: 
         trained_digits_cnn,
         digits,
         Spec.model_validate(SPEC),
-        progress=lambda s, f: events.append((s, f)),
+        progress=lambda *event: events.append(event),
     )
 
     metrics = result.metrics
@@ -60,12 +60,15 @@ def test_steps_run_in_order_and_report(trained_digits_cnn: LoadedModel, digits: 
     assert 0.9 < metrics["before"]["accuracy"] <= 1.0
     assert 0 <= metrics["after"]["accuracy"] <= 1.0
     assert set(metrics["stage_seconds"]) == {"evaluating", "attributing", "pruning"}
-    # progress: per stage, fractions in [0, 1], each stage closed at 1.0
-    stages = [stage for stage, _ in events]
+    # progress: per stage, fractions in [0, 1], each stage closed at 1.0; overall monotonic
+    stages = [stage for stage, _, _ in events]
     assert stages[0] == "evaluating" and stages[-1] == "evaluating"
     assert "attributing" in stages and "pruning" in stages
-    assert all(0.0 <= fraction <= 1.0 for _, fraction in events)
-    assert events[-1] == ("evaluating", 1.0)
+    assert all(0.0 <= fraction <= 1.0 for _, fraction, _ in events)
+    overall = [total for _, _, total in events]
+    assert overall == sorted(overall) and overall[0] == 0.0
+    assert events[-1] == ("evaluating", 1.0, 1.0)
+    assert max(t for s, _, t in events if s == "attributing") <= 0.85
     assert len(result.scores) == 2
 
 
@@ -82,7 +85,7 @@ def test_cancellation_inside_attribution_stops_the_job(
             trained_digits_cnn,
             digits,
             Spec.model_validate(SPEC),
-            progress=lambda stage, fraction: seen.append(stage),
+            progress=lambda stage, fraction, overall: seen.append(stage),
             should_cancel=should_cancel,
         )
 

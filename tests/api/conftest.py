@@ -1,0 +1,58 @@
+"""An app wired to real Postgres and local storage, with the real job runner working
+in-process, and an authenticated client for one project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import create_key, create_project
+from api.main import create_app
+from api.settings import Settings
+from worker.embedded import InProcessDispatcher
+from worker.resources import build_resources
+
+
+@pytest.fixture
+def settings(clean_postgres: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=clean_postgres,
+        redis_url=None,
+        data_dir=tmp_path / "data",
+        storage_backend="local",
+        max_model_bytes=5 * 1024**2,
+        max_dataset_bytes=5 * 1024**2,
+    )
+
+
+@pytest.fixture
+def dispatcher(settings: Settings) -> InProcessDispatcher:
+    return InProcessDispatcher(build_resources(settings))
+
+
+@pytest.fixture
+def app_client(settings: Settings, dispatcher: InProcessDispatcher) -> Iterator[TestClient]:
+    dispatcher.start()
+    with TestClient(create_app(settings, dispatcher)) as client:
+        yield client
+    dispatcher.stop()
+
+
+def _key(client: TestClient, name: str) -> str:
+    with client.app.state.sessionmaker() as session, session.begin():
+        return create_key(session, create_project(session, name)).key
+
+
+@pytest.fixture
+def client(app_client: TestClient) -> TestClient:
+    """Authenticated as project "alpha"."""
+    app_client.headers["Authorization"] = f"Bearer {_key(app_client, 'alpha')}"
+    return app_client
+
+
+@pytest.fixture
+def other_key(app_client: TestClient) -> str:
+    return _key(app_client, "beta")

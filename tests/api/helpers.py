@@ -1,0 +1,42 @@
+"""Small helpers for driving the API in tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from worker.embedded import InProcessDispatcher
+
+PROBLEM = "application/problem+json"
+
+
+def upload(client: TestClient, kind: str, content: bytes, filename: str, **fields: str) -> Any:
+    response = client.post(f"/v1/{kind}", files={"file": (filename, content)}, data=fields)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def settle(client: TestClient, dispatcher: InProcessDispatcher) -> None:
+    """Wait for the in-process worker to finish everything queued so far."""
+    dispatcher.join()
+
+
+def wait_for(client: TestClient, path: str, done: set[str], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(path).json()
+        if body["status"] in done:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not reach {done}: {body}")
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["code"] == code and body["status"] == status
+    assert body["title"] and body["detail"]
+    return body

@@ -1,0 +1,28 @@
+"""What every task needs (settings, database sessions, storage), built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import make_engine, make_sessionmaker
+from api.settings import Settings, get_settings
+from api.storage import Storage, make_storage
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    sessionmaker: sessionmaker[Session]
+    storage: Storage
+
+
+def build_resources(settings: Settings) -> Resources:
+    return Resources(settings, make_sessionmaker(make_engine(settings)), make_storage(settings))
+
+
+@lru_cache
+def default_resources() -> Resources:
+    return build_resources(get_settings())

@@ -1,0 +1,196 @@
+"""Run one compression job: claim it, load, compress, export, store, record.
+
+The database row is the source of truth: a task carries only the job id, so a redelivered
+task finds the job's real state and either skips it (finished, or alive elsewhere) or runs
+it again. Any failure ends as ``failed`` with a stable code and a message a user can act on;
+the traceback goes to the log, never to the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import tempfile
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from celery.exceptions import SoftTimeLimitExceeded
+from safetensors.torch import save_file
+
+from api.ids import new_id
+from api.job_state import TERMINAL, append_event, fail, set_status
+from api.models import Artifact, DatasetRecord, Job, ModelRecord, utcnow
+from compression import compress, load_dataset, load_model
+from compression.errors import Cancelled, CompressionError
+from compression.io import export_onnx, export_pt2
+from compression.pipeline import Result
+from jobspec import Spec
+from worker.progress import Heartbeat, JobProgress
+from worker.resources import Resources
+
+log = logging.getLogger("worker.runner")
+
+CONTENT_TYPES = {
+    "model.onnx": "application/octet-stream",
+    "model.pt2": "application/zip",
+    "metrics.json": "application/json",
+    "scores.safetensors": "application/octet-stream",
+}
+
+
+def run_job(resources: Resources, job_id: str) -> str:
+    """Run the job if it is runnable; return its final status (or why it was skipped)."""
+    if not _claim(resources, job_id):
+        return "skipped"
+    progress = JobProgress(resources.sessionmaker, job_id)
+    try:
+        with (
+            Heartbeat(resources.sessionmaker, job_id),
+            tempfile.TemporaryDirectory(prefix=f"{job_id}-") as workdir,
+        ):
+            metrics = _execute(resources, job_id, Path(workdir), progress)
+    except Cancelled:
+        return _end(resources, job_id, "cancelled")
+    except CompressionError as exc:
+        return _end(resources, job_id, "failed", exc.code, exc.message)
+    except SoftTimeLimitExceeded:
+        limit = resources.settings.job_soft_time_limit
+        return _end(resources, job_id, "failed", "time_limit", f"The job ran past {limit} s.")
+    except Exception as exc:
+        log.exception("job %s failed unexpectedly", job_id)
+        message = f"The job failed unexpectedly ({type(exc).__name__}); the worker log has details."
+        return _end(resources, job_id, "failed", "internal_error", message)
+    with resources.sessionmaker() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        job.metrics, job.progress, job.stage = metrics, 1.0, None
+        set_status(session, job, "succeeded")
+    return "succeeded"
+
+
+def _claim(resources: Resources, job_id: str) -> bool:
+    stale = utcnow() - timedelta(seconds=resources.settings.stale_job_seconds)
+    with resources.sessionmaker() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status in TERMINAL:
+            return False
+        if job.status == "cancelling":
+            set_status(session, job, "cancelled", reason="cancelled while it was being retried")
+            return False
+        if job.status == "running" and job.heartbeat_at and job.heartbeat_at > stale:
+            return False  # alive on another worker: a duplicate delivery
+        job.attempts += 1
+        job.worker = socket.gethostname()
+        job.heartbeat_at = utcnow()
+        job.error_code = job.error_message = None
+        set_status(session, job, "running", attempt=job.attempts, worker=job.worker)
+        return True
+
+
+def _end(resources: Resources, job_id: str, status: str, code: str = "", message: str = "") -> str:
+    with resources.sessionmaker() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        if status == "failed":
+            fail(session, job, code, message)
+        else:
+            set_status(session, job, status)
+    return status
+
+
+def _download(resources: Resources, record: ModelRecord | DatasetRecord, workdir: Path) -> Path:
+    path = workdir / record.id / record.filename
+    resources.storage.download_to(record.storage_key, path)
+    return path
+
+
+def _execute(
+    resources: Resources, job_id: str, workdir: Path, progress: JobProgress
+) -> dict[str, Any]:
+    if resources.settings.worker_threads:
+        torch.set_num_threads(resources.settings.worker_threads)
+    progress.enter("loading", 0.0, 0.05)
+    with resources.sessionmaker() as session:
+        job = session.get(Job, job_id)
+        spec = Spec.model_validate(job.spec)
+        model_record = session.get(ModelRecord, job.model_id)
+        data_record = session.get(DatasetRecord, job.dataset_id)
+        eval_record = (
+            session.get(DatasetRecord, job.eval_dataset_id) if job.eval_dataset_id else None
+        )
+    model = load_model(
+        str(_download(resources, model_record, workdir)),
+        architecture=model_record.architecture,
+        architecture_args=model_record.architecture_args,
+    )
+    data = load_dataset(str(_download(resources, data_record, workdir)), model.input_shape)
+    eval_data = (
+        load_dataset(str(_download(resources, eval_record, workdir)), model.input_shape)
+        if eval_record
+        else None
+    )
+    progress.span = (0.05, 0.85)
+    result = compress(
+        model, data, spec, eval_data=eval_data,
+        progress=progress.engine_callback, should_cancel=progress.should_cancel,
+    )  # fmt: skip
+    progress.enter("exporting", 0.85, 1.0)
+    return _export(resources, job_id, workdir / "out", result, progress)
+
+
+def _export(
+    resources: Resources, job_id: str, out: Path, result: Result, progress: JobProgress
+) -> dict[str, Any]:
+    out.mkdir(parents=True)
+    module, example = result.model.module, result.model.example_input()
+    check = export_onnx(module, example, out / "model.onnx")
+    progress.update("exporting", 0.4, 0.4)
+    export_pt2(module, example, out / "model.pt2")
+    progress.update("exporting", 0.7, 0.7)
+    metrics = {**result.metrics, "export": {"onnx": asdict(check)}}
+    tensors = {
+        f"scoring{index}.{layer}.{part}": tensor.contiguous()
+        for index, scores in enumerate(result.scores)
+        for layer, score in scores.items()
+        for part, tensor in (("channels", score.channels), ("weights", score.weights))
+        if tensor is not None
+    }
+    if tensors:
+        save_file(tensors, str(out / "scores.safetensors"))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for path in sorted(out.iterdir()):
+        _store_artifact(resources, job_id, path)
+    return metrics
+
+
+def _store_artifact(resources: Resources, job_id: str, path: Path) -> None:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    size = path.stat().st_size
+    with resources.sessionmaker() as session:
+        project_id = session.get(Job, job_id).project_id
+    key = f"projects/{project_id}/jobs/{job_id}/{path.name}"
+    resources.storage.put_file(key, path)
+    with resources.sessionmaker() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        existing = session.query(Artifact).filter_by(job_id=job_id, name=path.name).one_or_none()
+        if existing is not None:  # a retried job replaces what an earlier attempt stored
+            session.delete(existing)
+            session.flush()
+        session.add(
+            Artifact(
+                id=new_id("artifact"),
+                job_id=job_id,
+                name=path.name,
+                storage_key=key,
+                content_type=CONTENT_TYPES[path.name],
+                size_bytes=size,
+                sha256=digest.hexdigest(),
+            )
+        )
+        append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})

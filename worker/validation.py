@@ -1,0 +1,90 @@
+"""Validate an upload by loading it with the engine, and record what was found.
+
+A model is ready when it loads and runs (its format, input shape, classes, parameters and
+MACs are recorded); a dataset when it parses and passes the dataset checks. Otherwise the
+record becomes ``invalid`` with the engine's error code and message.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from api.models import DatasetRecord, ModelRecord
+from compression.data import dataset_format, load_dataset
+from compression.errors import CompressionError
+from compression.evaluate import count_macs, count_parameters
+from compression.io import detect_model_format, load_model
+from worker.resources import Resources
+
+log = logging.getLogger("worker.validation")
+
+ARCHIVE_PROBE_SHAPE = (3, 16, 16)
+"""Image archives are resized to the model's input in a job; validation only decodes them."""
+
+
+def _validate(
+    resources: Resources,
+    table: type[ModelRecord] | type[DatasetRecord],
+    record_id: str,
+    inspect: Callable[[Path, Any], dict[str, Any]],
+) -> str:
+    with resources.sessionmaker() as session:
+        record = session.get(table, record_id)
+        if record is None or record.deleted_at is not None or record.status != "pending":
+            return "skipped"
+    with tempfile.TemporaryDirectory(prefix=f"{record_id}-") as workdir:
+        path = Path(workdir) / record.filename
+        resources.storage.download_to(record.storage_key, path)
+        try:
+            found, status, code, message = inspect(path, record), "ready", None, None
+        except CompressionError as exc:
+            found, status, code, message = {}, "invalid", exc.code, exc.message
+        except Exception as exc:
+            log.exception("validating %s failed unexpectedly", record_id)
+            found, status = {}, "invalid"
+            code, message = "invalid_upload", f"The file could not be read ({type(exc).__name__})."
+    with resources.sessionmaker() as session, session.begin():
+        record = session.get(table, record_id)
+        for name, value in found.items():
+            setattr(record, name, value)
+        record.status, record.error_code, record.error_message = status, code, message
+    return status
+
+
+def _inspect_model(path: Path, record: ModelRecord) -> dict[str, Any]:
+    model_format = detect_model_format(str(path))
+    loaded = load_model(
+        str(path), architecture=record.architecture, architecture_args=record.architecture_args
+    )
+    return {
+        "format": str(model_format),
+        "input_shape": list(loaded.input_shape),
+        "num_classes": loaded.num_classes,
+        "parameters": count_parameters(loaded.module)[0],
+        "macs": count_macs(loaded.module, loaded.input_shape),
+    }
+
+
+def _inspect_dataset(path: Path, record: DatasetRecord) -> dict[str, Any]:
+    data_format = dataset_format(str(path))
+    is_archive = data_format != "npz"
+    dataset = load_dataset(str(path), ARCHIVE_PROBE_SHAPE)
+    return {
+        "format": data_format,
+        "samples": dataset.num_samples,
+        "num_classes": dataset.num_classes,
+        "sample_shape": None if is_archive else list(dataset.sample_shape),
+        "classes": list(dataset.classes),
+    }
+
+
+def validate_model(resources: Resources, model_id: str) -> str:
+    return _validate(resources, ModelRecord, model_id, _inspect_model)
+
+
+def validate_dataset(resources: Resources, dataset_id: str) -> str:
+    return _validate(resources, DatasetRecord, dataset_id, _inspect_dataset)
