@@ -14,7 +14,9 @@ def test_requests_without_a_valid_key_are_401(app_client: TestClient) -> None:
     assert_problem(app_client.get("/v1/models"), 401, "unauthorized")
     bad = {"Authorization": "Bearer xc_nope_nope"}
     assert_problem(app_client.get("/v1/jobs", headers=bad), 401, "unauthorized")
-    assert_problem(app_client.get("/v1/jobs", headers={"Authorization": "Basic x"}), 401, "unauthorized")
+    assert_problem(
+        app_client.get("/v1/jobs", headers={"Authorization": "Basic x"}), 401, "unauthorized"
+    )
 
 
 def test_keys_are_stored_as_hashes_only(client: TestClient) -> None:

@@ -122,7 +122,9 @@ def test_idempotency_key_returns_the_same_job_or_409(
 
 def test_bad_job_requests_get_clear_problems(client: TestClient, uploaded: dict[str, str]) -> None:
     body = assert_problem(
-        client.post("/v1/jobs", json={**uploaded, "steps": [{"type": "prune_filters", "ratio": 2}]}),
+        client.post(
+            "/v1/jobs", json={**uploaded, "steps": [{"type": "prune_filters", "ratio": 2}]}
+        ),
         422,
         "validation_error",
     )
@@ -176,7 +178,9 @@ def test_cancel_is_idempotent_for_queued_running_and_finished_jobs(
     assert client.post(f"/v1/jobs/{done['id']}/cancel").json()["status"] == "cancelled"
     statuses = [
         e["data"]["status"]
-        for e in client.get(f"/v1/jobs/{running['id']}/events", params={"limit": 1000}).json()["data"]
+        for e in client.get(f"/v1/jobs/{running['id']}/events", params={"limit": 1000}).json()[
+            "data"
+        ]
         if e["type"] == "status"
     ]
     assert statuses == ["queued", "running", "cancelling", "cancelled"]

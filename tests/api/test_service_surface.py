@@ -42,9 +42,7 @@ def test_prometheus_metrics(client: TestClient) -> None:
 def test_openapi_has_stable_unique_operation_ids(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     operations = {
-        operation["operationId"]
-        for path in schema["paths"].values()
-        for operation in path.values()
+        operation["operationId"] for path in schema["paths"].values() for operation in path.values()
     }
     assert {
         "createModel", "listModels", "getModel", "deleteModel",
