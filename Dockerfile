@@ -6,7 +6,7 @@
 #   docker build -t xai-compress:cpu \
 #       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .    # CPU-only image
 #
-# TORCH_INDEX_URL is an *extra* index: pip takes the variant it carries (2.13.0+cu124,
+# TORCH_INDEX_URL is an *extra* index: pip takes the variant it carries (2.13.0+cu128,
 # 2.13.0+cpu, ...) because a local version sorts above the plain PyPI one, and falls back to
 # PyPI's default Linux wheel (also a CUDA build) when that index has no such version. The build
 # log prints which torch and CUDA it got. TORCH_SPEC must stay within requirements/
@@ -19,7 +19,7 @@
 FROM python:3.11-slim AS build
 
 ARG TORCH_SPEC="torch==2.13.0"
-ARG TORCH_INDEX_URL="https://download.pytorch.org/whl/cu124"
+ARG TORCH_INDEX_URL="https://download.pytorch.org/whl/cu128"
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1 \

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         None, description="Local storage root; default data_dir/objects."
     )
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = Field(
+        None, description="S3 address clients use for downloads, if not s3_endpoint_url."
+    )
     s3_bucket: str = "xai-compress"
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None

@@ -510,7 +510,7 @@ def test_torch_comes_from_a_configurable_index(dockerfile: list[tuple[str, str]]
             name, _, default = value.partition("=")
             args[name] = default.strip("\"'")
     assert args.get("TORCH_SPEC") == "torch==2.13.0"
-    assert args.get("TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cu124"
+    assert args.get("TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cu128"
     torch_runs = [r for r in _runs(dockerfile) if "TORCH_INDEX_URL" in r and "TORCH_SPEC" in r]
     assert torch_runs, "no RUN installs ${TORCH_SPEC} from ${TORCH_INDEX_URL}"
     assert any(re.search(r"--(extra-)?index-url[ =]\"?\$\{?TORCH_INDEX_URL", r) for r in torch_runs)

@@ -39,4 +39,5 @@ def make_storage(settings: Settings) -> Storage:
         secret_access_key=settings.s3_secret_access_key,
         region=settings.s3_region,
         presign_seconds=settings.presigned_url_seconds,
+        public_endpoint_url=settings.s3_public_endpoint_url,
     )

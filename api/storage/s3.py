@@ -6,6 +6,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -51,6 +52,7 @@ class S3Storage(Storage):
         *,
         connect_timeout: float = 5.0,
         max_attempts: int = 3,
+        public_endpoint_url: str | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.bucket = bucket
@@ -64,14 +66,22 @@ class S3Storage(Storage):
             retries={"mode": "standard", "max_attempts": max_attempts},
         )
         # A session per storage: boto3's default session is shared global state.
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            region_name=region,
-            config=config,
-        )
+        session = boto3.session.Session()
+
+        def client(url: str | None) -> Any:
+            return session.client(
+                "s3",
+                endpoint_url=url,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                region_name=region,
+                config=config,
+            )
+
+        self._client = client(endpoint_url)
+        # Presigned URLs are signed for the address clients use, which in a container
+        # network differs from the one the service uses.
+        self._presigner = client(public_endpoint_url) if public_endpoint_url else self._client
 
     @contextlib.contextmanager
     def _errors(self, key: str | None = None) -> Iterator[None]:
@@ -188,7 +198,7 @@ class S3Storage(Storage):
         if filename is not None:
             params["ResponseContentDisposition"] = attachment_header(filename)
         with self._errors():
-            return self._client.generate_presigned_url(
+            return self._presigner.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=self.presign_seconds
             )
 
