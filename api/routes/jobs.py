@@ -205,13 +205,17 @@ def _events_after(session: Session, job_id: str, after: int, limit: int) -> list
 def list_events(
     job_id: str,
     request: Request,
-    session: SessionDep,
     project_id: ProjectDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Any:
-    _job(session, project_id, job_id)
+    # Streaming responses outlive the request's dependencies, so no session is held open
+    # while they stream: each read below uses its own short transaction.
+    factory = request.app.state.sessionmaker
+    with factory() as session:
+        _job(session, project_id, job_id)
+        events = _events_after(session, job_id, after, limit + 1)
     if "text/event-stream" in request.headers.get("accept", ""):
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
         return StreamingResponse(
@@ -219,7 +223,6 @@ def list_events(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    events = _events_after(session, job_id, after, limit + 1)
     shown = events[:limit]
     return {
         "data": [event_out(event) for event in shown],
@@ -271,12 +274,13 @@ def list_artifacts(job_id: str, session: SessionDep, project_id: ProjectDep) -> 
     responses={200: {"content": {"application/octet-stream": {}}}, 307: {}},
 )
 def download_artifact(
-    job_id: str, name: str, session: SessionDep, project_id: ProjectDep, storage: StorageDep
+    job_id: str, name: str, request: Request, project_id: ProjectDep, storage: StorageDep
 ) -> Response:
-    _job(session, project_id, job_id)
-    artifact = session.scalar(
-        select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
-    )
+    with request.app.state.sessionmaker() as session:
+        _job(session, project_id, job_id)
+        artifact = session.scalar(
+            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
+        )
     if artifact is None:
         raise not_found("artifact", name)
     headers = {"X-Checksum-SHA256": artifact.sha256}

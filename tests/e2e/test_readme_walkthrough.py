@@ -1,0 +1,62 @@
+"""The README's curl walk-through works exactly as written, against `make run`'s server."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import onnxruntime
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.server import EmbeddedServer
+
+
+def _tour_script() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## A five-minute tour over HTTP", 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    if not _port_free(8000):
+        pytest.fail("port 8000 is taken; the README tour talks to 127.0.0.1:8000")
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    server = EmbeddedServer(tmp_path, 8000)
+    try:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", _tour_script()],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr + result.stdout + server.log.read_text()
+    assert "API key (project 'default')" in server.log.read_text()
+
+    summary = json.loads(
+        result.stdout[result.stdout.rindex('{\n  "status"') :].split("\n}\n")[0] + "\n}"
+    )
+    assert summary["status"] == "succeeded" and summary["error"] is None
+    assert summary["before"] > 0.9 and 0 <= summary["after"] <= 1
+    assert summary["reduction"]["macs"] > 1.5
+    listing = [
+        line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith(("model.", "metrics.", "scores."))
+    ]
+    assert [name for name, _, _ in listing] == [
+        "metrics.json", "model.onnx", "model.pt2", "scores.safetensors"
+    ]  # fmt: skip
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    assert session.get_inputs()[0].shape[1:] == [1, 8, 8]
+    assert (
+        json.loads((tmp_path / "metrics.json").read_text())["after"]["accuracy"] == summary["after"]
+    )
