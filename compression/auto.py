@@ -34,6 +34,7 @@ def apply_auto(
     accuracy: dict[str, float] = {}
     for name in CANDIDATES:
         trial = working.copy()
+        trial.cache.clear()  # score on the scoring half only: no held-out sample leaks in
         apply_step(trial, step, make_criterion(name), scoring, monitor)
         accuracy[name] = top1_accuracy(trial.module, holdout)
     ranked = sorted(CANDIDATES, key=lambda name: (-accuracy[name], CANDIDATES.index(name)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compression.errors import InvalidSpec
+
 WEIGHTED_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 """Layers that own a weight tensor with one output channel (filter or neuron) per row."""
 
@@ -39,3 +41,28 @@ def default_protected(layers: dict[str, nn.Module]) -> list[str]:
 
 def is_conv(module: nn.Module) -> bool:
     return isinstance(module, (nn.Conv1d, nn.Conv2d))
+
+
+def select_layers(
+    layers: dict[str, nn.Module],
+    step: str,
+    layer_types: list[str],
+    names: list[str] | None = None,
+    protected: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The layers a step applies to: ``names`` if given, else every layer of the given types,
+    minus the protected ones."""
+    if names is not None:
+        unknown = sorted(set(names) - set(layers))
+        if unknown:
+            raise InvalidSpec(f"{step} names unknown layers {unknown}; known: {list(layers)}")
+        chosen = list(names)
+    else:
+        kinds = set(layer_types)
+        chosen = [
+            n for n, layer in layers.items() if ("conv" if is_conv(layer) else "linear") in kinds
+        ]
+    chosen = [name for name in chosen if name not in protected]
+    if not chosen:
+        raise InvalidSpec(f"{step} selects no layer; check layer_types, layers and protected")
+    return chosen

@@ -1,14 +1,17 @@
 """The single entry point: ``compress(model, data, spec) -> Result``.
 
 The caller's model is never modified; the steps work on a copy, in order. Progress goes to
-``progress(stage, fraction)`` and ``should_cancel()`` is polled between and inside long
-loops, so a service can show progress and stop a job promptly.
+``progress(stage, fraction, overall)`` and ``should_cancel()`` is polled between and inside
+long loops. With a sweep, the pipeline runs once per value of one setting, reusing the first
+attribution, and returns the chosen point with the whole accuracy-vs-size curve.
 """
 
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,22 +19,33 @@ import torch
 from compression.auto import apply_auto
 from compression.criteria import Criterion, DeepLiftSettings, Scores, ScoringOptions, get_criterion
 from compression.data import Dataset, fit_to_model, split
+from compression.encoding import LayerEncoding
 from compression.evaluate import ModelMetrics, layer_table, measure, snapshot
 from compression.io import LoadedModel
 from compression.layers import weighted_layers
+from compression.packed import save_packed
 from compression.progress import CancelCheck, Monitor, ProgressCallback
 from compression.steps import WorkingModel, apply_step
-from jobspec import Spec, Step
+from jobspec import FineTune, Spec, Step
 
 
 @dataclass
 class Result:
-    """The compressed model, its report (JSON-ready) and the scores that drove each step."""
+    """The compressed model, its report (JSON-ready), the scores that drove each step, and
+    what the packed format needs (masks of pruned weights, encodings of compressed layers)."""
 
     model: LoadedModel
     metrics: dict[str, Any]
     scores: list[Scores] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    encodings: dict[str, LayerEncoding] = field(default_factory=dict)
+
+
+@dataclass
+class _Splits:
+    train: Dataset
+    calibration: Dataset
+    evaluation: Dataset
 
 
 def compress(
@@ -44,46 +58,124 @@ def compress(
     should_cancel: CancelCheck | None = None,
 ) -> Result:
     monitor = Monitor(progress, should_cancel)
-    calibration, evaluation = _calibration_and_evaluation(model, data, eval_data, spec)
+    splits = _splits(model, data, eval_data, spec)
+    with monitor.within(0.0, 0.1), monitor.enter("evaluating"):
+        before = measure(
+            model.module, model.input_shape, splits.evaluation, spec.evaluation, monitor
+        )
+    if spec.sweep is None:
+        with monitor.within(0.1, 1.0):
+            return _run(model, spec, splits, before, monitor, {})
+    cache: dict[str, tuple[int, bool, Scores]] = {}
+    points = []
+    share = 0.9 / len(spec.sweep.values)
+    for index, value in enumerate(spec.sweep.values):
+        with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
+            points.append(_run(model, spec.with_sweep_value(value), splits, before, monitor, cache))
+    return _choose(spec, points, before, cache)
+
+
+def _run(
+    model: LoadedModel,
+    spec: Spec,
+    splits: _Splits,
+    before: ModelMetrics,
+    monitor: Monitor,
+    cache: dict[str, tuple[int, bool, Scores]],
+) -> Result:
+    """Run every step on a fresh copy; ``cache`` carries scores of the unchanged model across
+    sweep points (version 0 of every copy is the same model)."""
     module = copy.deepcopy(model.module).eval()
     example = model.example_input()
-    working = WorkingModel(module, example, weighted_layers(module, example))
+    working = WorkingModel(
+        module, example, weighted_layers(module, example),
+        reattribute=spec.attribution.reattribute, cache=dict(cache),
+    )  # fmt: skip
     shapes_before = snapshot(working.layers)
-    with monitor.within(0.0, 0.1), monitor.enter("evaluating"):
-        before = measure(model.module, model.input_shape, evaluation, spec.evaluation, monitor)
     steps = []
-    share = 0.75 / len(spec.steps)
+    share = 0.8 / len(spec.steps)
     for index, step in enumerate(spec.steps):
-        with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
-            steps.append(_run_step(working, step, spec, calibration, monitor))
-    with monitor.within(0.85, 1.0), monitor.enter("evaluating"):
-        after = measure(working.module, model.input_shape, evaluation, spec.evaluation, monitor)
+        with monitor.within(index * share, (index + 1) * share):
+            data = splits.train if isinstance(step, FineTune) else splits.calibration
+            steps.append(_run_step(working, step, spec, data, monitor))
+    cache.update({k: v for k, v in working.cache.items() if v[0] == 0})
+    with monitor.within(0.8, 1.0), monitor.enter("evaluating"):
+        after = measure(
+            working.module, model.input_shape, splits.evaluation, spec.evaluation, monitor
+        )
+        packed = _packed_bytes(working)
     compressed = LoadedModel(working.module, model.input_shape, model.num_classes, model.source)
     first_scores = working.scores[0] if working.scores else None
-    rows = layer_table(shapes_before, working.module, first_scores)
+    rows = layer_table(shapes_before, working.module, first_scores, working.encodings)
     metrics = {
         "criterion": spec.criterion,
         "before": before.as_dict(),
-        "after": after.as_dict(),
-        "reduction": _reduction(before, after),
+        "after": {**after.as_dict(), "packed_bytes": packed},
+        "reduction": {**_reduction(before, after), "size": before.fp32_bytes / packed},
         "layers": [row.as_dict() for row in rows],
         "steps": steps,
         "attribution": {
             "completeness_error": max(working.completeness, default=None),
             "baseline": spec.attribution.baseline,
             "target": spec.attribution.deeplift_target,
+            "passes": len(working.scores),
         },
         "data": {
-            "calibration_samples": calibration.num_samples,
-            "evaluation_samples": evaluation.num_samples,
+            "training_samples": splits.train.num_samples,
+            "calibration_samples": splits.calibration.num_samples,
+            "evaluation_samples": splits.evaluation.num_samples,
         },
         "stage_seconds": dict(monitor.stage_seconds),
     }
-    return Result(compressed, metrics, working.scores, working.masks)
+    return Result(compressed, metrics, working.scores, working.masks, working.encodings)
+
+
+def _packed_bytes(working: WorkingModel) -> int:
+    """The real size of the packed file (written to a temporary directory and measured)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.xaic"
+        return save_packed(
+            working.module, working.example, path, working.encodings, working.masks
+        ).total_bytes
+
+
+def _choose(
+    spec: Spec, points: list[Result], before: ModelMetrics, cache: dict[str, Any]
+) -> Result:
+    """The smallest point within the allowed accuracy drop, else the most accurate one."""
+    assert spec.sweep is not None
+    floor = (before.accuracy or 0.0) - spec.sweep.max_accuracy_drop
+    good = [i for i, p in enumerate(points) if p.metrics["after"]["accuracy"] >= floor]
+    if good:
+        chosen = min(good, key=lambda i: points[i].metrics["after"]["packed_bytes"])
+    else:
+        chosen = max(range(len(points)), key=lambda i: points[i].metrics["after"]["accuracy"])
+    curve = [
+        {
+            spec.sweep.parameter: value,
+            "accuracy": point.metrics["after"]["accuracy"],
+            "packed_bytes": point.metrics["after"]["packed_bytes"],
+            "parameters": point.metrics["after"]["parameters"],
+            "nonzero_parameters": point.metrics["after"]["nonzero_parameters"],
+            "macs": point.metrics["after"]["macs"],
+        }
+        for value, point in zip(spec.sweep.values, points, strict=True)
+    ]
+    result = points[chosen]
+    result.metrics["sweep"] = {
+        "step": spec.sweep.step,
+        "parameter": spec.sweep.parameter,
+        "points": curve,
+        "chosen": chosen,
+        "max_accuracy_drop": spec.sweep.max_accuracy_drop,
+        "attribution_passes": sum(p.metrics["attribution"]["passes"] for p in points),
+        "shared_scores": sorted(cache),
+    }
+    return result
 
 
 def _run_step(
-    working: WorkingModel, step: Step, spec: Spec, calibration: Dataset, monitor: Monitor
+    working: WorkingModel, step: Step, spec: Spec, data: Dataset, monitor: Monitor
 ) -> dict[str, Any]:
     settings = spec.attribution
     options = ScoringOptions(settings.batch_size, settings.target, spec.seed)
@@ -94,24 +186,25 @@ def _run_step(
     def make_criterion(name: str) -> Criterion:
         return get_criterion(name, options, deeplift)
 
-    name = step.criterion or spec.criterion
-    if name == "auto":
-        return apply_auto(working, step, make_criterion, calibration, spec.seed, monitor)
-    return apply_step(working, step, make_criterion(name), calibration, monitor)
+    name = getattr(step, "criterion", None) or spec.criterion
+    if name == "auto" and not isinstance(step, FineTune):
+        return apply_auto(working, step, make_criterion, data, spec.seed, monitor)
+    return apply_step(working, step, make_criterion(name), data, monitor, spec.seed)
 
 
-def _calibration_and_evaluation(
-    model: LoadedModel, data: Dataset, eval_data: Dataset | None, spec: Spec
-) -> tuple[Dataset, Dataset]:
+def _splits(model: LoadedModel, data: Dataset, eval_data: Dataset | None, spec: Spec) -> _Splits:
+    """Fine-tuning sees all the training part, scoring a seeded subset of it, and the
+    evaluation part is used for neither."""
     data = fit_to_model(data, model.input_shape, model.num_classes)
     if eval_data is not None:
-        calibration = data
+        train = data
         evaluation = fit_to_model(eval_data, model.input_shape, model.num_classes)
     else:
-        calibration, evaluation = split(data, spec.evaluation.calibration_fraction, spec.seed)
-    if calibration.num_samples > spec.attribution.samples:
-        calibration, _ = split(calibration, spec.attribution.samples, spec.seed)
-    return calibration, evaluation
+        train, evaluation = split(data, spec.evaluation.calibration_fraction, spec.seed)
+    calibration = train
+    if train.num_samples > spec.attribution.samples:
+        calibration, _ = split(train, spec.attribution.samples, spec.seed)
+    return _Splits(train, calibration, evaluation)
 
 
 def _reduction(before: ModelMetrics, after: ModelMetrics) -> dict[str, float]:

@@ -62,7 +62,69 @@ class PruneWeights(_Strict):
     criterion: CriterionName | None = None
 
 
-Step = Annotated[PruneFilters | PruneWeights, Field(discriminator="type")]
+class ShareWeights(_Strict):
+    """Weight sharing: per layer, k-means on the weights; each weight becomes one of k values."""
+
+    type: Literal["share_weights"] = "share_weights"
+    clusters: int = Field(16, ge=2, le=256, description="k, the codebook size of every layer.")
+    layer_clusters: dict[str, int] = Field(
+        default_factory=dict, description="Per-layer k overrides, by layer name."
+    )
+    layer_types: list[Literal["linear", "conv"]] = Field(default_factory=lambda: ["linear", "conv"])
+    layers: list[str] | None = Field(None, description="Only these layers (default: all of type).")
+    weighting: Literal["relevance", "magnitude", "uniform"] = Field(
+        "relevance",
+        description="k-means sample weights: the criterion's per-weight scores, |w|, or none.",
+    )
+    criterion: CriterionName | None = None
+
+    @model_validator(mode="after")
+    def _clusters_in_range(self) -> ShareWeights:
+        for name, k in self.layer_clusters.items():
+            if not 2 <= k <= 256:
+                raise ValueError(f"layer_clusters[{name!r}] must be in [2, 256]")
+        return self
+
+
+class QuantizeMixed(_Strict):
+    """Integer mixed precision: one bit width per layer under an average-bit budget."""
+
+    type: Literal["quantize_mixed"] = "quantize_mixed"
+    average_bits: float = Field(
+        4.0, ge=1, le=16, description="Budget: mean bits per weight, weighted by parameter count."
+    )
+    candidate_bits: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
+    layer_types: list[Literal["linear", "conv"]] = Field(default_factory=lambda: ["linear", "conv"])
+    layers: list[str] | None = None
+    allocation: Literal["relevance", "magnitude", "uniform"] = Field(
+        "relevance",
+        description="Weight each layer's quantization error by the criterion's per-weight "
+        "scores, by |w|, or equally; 'uniform' with one candidate is plain uniform bits.",
+    )
+    criterion: CriterionName | None = None
+
+    @model_validator(mode="after")
+    def _candidates(self) -> QuantizeMixed:
+        if not self.candidate_bits or any(not 2 <= b <= 16 for b in self.candidate_bits):
+            raise ValueError("candidate_bits must be non-empty, each in [2, 16]")
+        if self.average_bits < min(self.candidate_bits):
+            raise ValueError("average_bits is below the smallest candidate bit width")
+        return self
+
+
+class FineTune(_Strict):
+    """Short training on the uploaded data that keeps zeros zero and shared weights shared."""
+
+    type: Literal["finetune"] = "finetune"
+    epochs: int = Field(2, ge=1, le=100)
+    lr: float = Field(1e-3, gt=0, le=1)
+    batch_size: int = Field(64, ge=1, le=4096)
+
+
+Step = Annotated[
+    PruneFilters | PruneWeights | ShareWeights | QuantizeMixed | FineTune,
+    Field(discriminator="type"),
+]
 
 
 class AttributionSettings(_Strict):
@@ -83,6 +145,11 @@ class AttributionSettings(_Strict):
     weight_score: Literal["relevance", "relevance_x_magnitude"] = Field(
         "relevance_x_magnitude", description="How a single weight's relevance becomes its score."
     )
+    reattribute: bool = Field(
+        False,
+        description="Recompute relevance after every step that changed the model; by default "
+        "scores are reused while the layer shapes still match.",
+    )
 
 
 class EvaluationSettings(_Strict):
@@ -94,9 +161,44 @@ class EvaluationSettings(_Strict):
     latency_repeats: int = Field(30, ge=3, le=1000)
 
 
+class Sweep(_Strict):
+    """Run the pipeline once per value of one step's setting; attribution is computed once."""
+
+    step: int = Field(0, ge=0, description="Index of the step whose setting varies.")
+    parameter: Literal["ratio", "sparsity", "clusters", "average_bits"]
+    values: list[float] = Field(min_length=1, max_length=32)
+    max_accuracy_drop: float = Field(
+        0.01, ge=0, le=1,
+        description="The chosen point is the smallest packed model whose accuracy is within "
+        "this of the uncompressed model's; if none is, the most accurate point.",
+    )  # fmt: skip
+
+
 class Spec(_Strict):
     steps: list[Step] = Field(min_length=1, max_length=16)
     criterion: CriterionName = "deeplift"
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    sweep: Sweep | None = None
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _sweep_fits(self) -> Spec:
+        if self.sweep is None:
+            return self
+        if self.sweep.step >= len(self.steps):
+            raise ValueError(f"sweep.step {self.sweep.step} is not a step index")
+        for value in self.sweep.values:
+            self.with_sweep_value(value)  # each point must itself be a valid spec
+        return self
+
+    def with_sweep_value(self, value: float) -> Spec:
+        """The spec of one sweep point: the swept step with ``parameter`` set to ``value``."""
+        assert self.sweep is not None
+        step = self.steps[self.sweep.step]
+        if self.sweep.parameter not in type(step).model_fields:
+            raise ValueError(f"step {self.sweep.step} ({step.type}) has no {self.sweep.parameter}")
+        number = int(value) if self.sweep.parameter == "clusters" else value
+        changed = type(step).model_validate({**step.model_dump(), self.sweep.parameter: number})
+        steps = [*self.steps[: self.sweep.step], changed, *self.steps[self.sweep.step + 1 :]]
+        return self.model_copy(update={"steps": steps, "sweep": None})

@@ -28,6 +28,7 @@ from api.models import Artifact, DatasetRecord, Job, ModelRecord, utcnow
 from compression import compress, load_dataset, load_model
 from compression.errors import Cancelled, CompressionError
 from compression.io import export_onnx, export_pt2
+from compression.packed import save_packed
 from compression.pipeline import Result
 from jobspec import Spec
 from worker.progress import Heartbeat, JobProgress
@@ -36,6 +37,7 @@ from worker.resources import Resources
 log = logging.getLogger("worker.runner")
 
 CONTENT_TYPES = {
+    "model.xaic": "application/octet-stream",
     "model.onnx": "application/octet-stream",
     "model.pt2": "application/zip",
     "metrics.json": "application/json",
@@ -147,10 +149,16 @@ def _export(
     out.mkdir(parents=True)
     module, example = result.model.module, result.model.example_input()
     check = export_onnx(module, example, out / "model.onnx")
-    progress.update("exporting", 0.4, 0.4)
+    progress.update("exporting", 0.3, 0.3)
     export_pt2(module, example, out / "model.pt2")
+    progress.update("exporting", 0.5, 0.5)
+    packed = save_packed(module, example, out / "model.xaic", result.encodings, result.masks)
     progress.update("exporting", 0.7, 0.7)
-    metrics = {**result.metrics, "export": {"onnx": asdict(check)}}
+    onnx = {**asdict(check), "dequantized_weights": bool(result.encodings)}
+    metrics = {
+        **result.metrics,
+        "export": {"onnx": onnx, "packed": {"bytes": packed.total_bytes, "format": "xaic"}},
+    }
     tensors = {
         f"scoring{index}.{layer}.{part}": tensor.contiguous()
         for index, scores in enumerate(result.scores)

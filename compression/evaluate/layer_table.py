@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from torch import nn
 
 from compression.criteria import Scores
+from compression.encoding import LayerEncoding, QuantizedWeights, SharedWeights
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class LayerRow:
     channels_kept: int
     sparsity: float
     score_share: float | None
+    bits: int
+    clusters: int | None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -36,7 +40,10 @@ def snapshot(layers: dict[str, nn.Module]) -> dict[str, LayerShape]:
 
 
 def layer_table(
-    before: dict[str, LayerShape], model: nn.Module, scores: Scores | None
+    before: dict[str, LayerShape],
+    model: nn.Module,
+    scores: Scores | None,
+    encodings: Mapping[str, LayerEncoding] | None = None,
 ) -> list[LayerRow]:
     """One row per layer of ``before``; ``scores`` (from the first scoring) gives each
     layer's share of the total importance."""
@@ -57,6 +64,21 @@ def layer_table(
                 channels_kept=int(weight.shape[0]),
                 sparsity=zeros / weight.numel(),
                 score_share=share,
+                bits=_bits((encodings or {}).get(name)),
+                clusters=_clusters((encodings or {}).get(name)),
             )
         )
     return rows
+
+
+def _bits(encoding: LayerEncoding | None) -> int:
+    """Bits per weight code: quantized width, shared index width, or 32 (float)."""
+    if isinstance(encoding, QuantizedWeights):
+        return encoding.bits
+    if isinstance(encoding, SharedWeights):
+        return encoding.index_bits
+    return 32
+
+
+def _clusters(encoding: LayerEncoding | None) -> int | None:
+    return encoding.codebook.numel() if isinstance(encoding, SharedWeights) else None

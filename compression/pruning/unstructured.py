@@ -12,31 +12,6 @@ import torch
 from torch import nn
 
 from compression.criteria import Scores
-from compression.errors import InvalidSpec
-from compression.layers import is_conv
-from jobspec import PruneWeights
-
-
-def select_layers(layers: dict[str, nn.Module], step: PruneWeights) -> list[str]:
-    """The layers a prune_weights step applies to."""
-    if step.layers is not None:
-        unknown = sorted(set(step.layers) - set(layers))
-        if unknown:
-            raise InvalidSpec(
-                f"prune_weights names unknown layers {unknown}; known: {list(layers)}"
-            )
-        chosen = list(step.layers)
-    else:
-        kinds = set(step.layer_types)
-        chosen = [
-            name
-            for name, layer in layers.items()
-            if ("conv" if is_conv(layer) else "linear") in kinds
-        ]
-    chosen = [name for name in chosen if name not in step.protected]
-    if not chosen:
-        raise InvalidSpec("prune_weights selects no layer; check layer_types, layers and protected")
-    return chosen
 
 
 def _ranking(layer: nn.Module, score: torch.Tensor) -> torch.Tensor:

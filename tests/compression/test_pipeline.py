@@ -52,7 +52,11 @@ def test_steps_run_in_order_and_report(trained_digits_cnn: LoadedModel, digits: 
     )
     assert metrics["before"]["parameters"] == count_parameters(trained_digits_cnn.module)[0]
     assert metrics["reduction"]["macs"] > 1.9
-    assert metrics["data"] == {"calibration_samples": 256, "evaluation_samples": 899}
+    assert metrics["data"] == {
+        "training_samples": 898,
+        "calibration_samples": 256,
+        "evaluation_samples": 899,
+    }
     assert metrics["steps"] == [
         {"type": "prune_filters", "criterion": "taylor"},
         {"type": "prune_weights", "criterion": "taylor"},

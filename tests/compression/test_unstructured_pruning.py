@@ -8,8 +8,8 @@ from torch import nn
 
 from compression.criteria import get_criterion
 from compression.errors import InvalidSpec
-from compression.pruning.unstructured import prune_weights, select_layers
-from jobspec import PruneWeights
+from compression.layers import select_layers
+from compression.pruning.unstructured import prune_weights
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def layers() -> dict[str, nn.Module]:
 
 @pytest.mark.parametrize("sparsity", [0.5, 0.8, 0.9, 0.95])
 def test_each_layer_reaches_its_target_within_one_weight(layers, sparsity: float) -> None:
-    names = select_layers(layers, PruneWeights(sparsity=sparsity))
+    names = select_layers(layers, "prune_weights", ["linear"])
     assert names == ["fc1", "fc2"]
     scores = get_criterion("l1").score(nn.Sequential(), layers, None)
     masks = prune_weights(layers, scores, names, sparsity, "layer")
@@ -59,9 +59,9 @@ def test_existing_zeros_stay_zero(layers) -> None:
 
 
 def test_conv_layers_can_be_chosen_and_protected(layers) -> None:
-    step = PruneWeights(layer_types=["conv", "linear"], protected=["fc2"])
-    assert select_layers(layers, step) == ["conv", "fc1"]
-    with pytest.raises(InvalidSpec, match="unknown layers"):
-        select_layers(layers, PruneWeights(layers=["fc9"]))
+    chosen = select_layers(layers, "prune_weights", ["conv", "linear"], protected=["fc2"])
+    assert chosen == ["conv", "fc1"]
+    with pytest.raises(InvalidSpec, match="prune_weights names unknown layers"):
+        select_layers(layers, "prune_weights", ["linear"], ["fc9"])
     with pytest.raises(InvalidSpec, match="selects no layer"):
-        select_layers(layers, PruneWeights(layers=["fc1"], protected=["fc1"]))
+        select_layers(layers, "prune_weights", ["linear"], ["fc1"], ["fc1"])

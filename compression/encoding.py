@@ -1,0 +1,48 @@
+"""How a compressed layer's weight is represented, besides its float tensor.
+
+The engine keeps the float weight of every layer equal to ``dequantize()`` of its encoding,
+bit for bit, so the in-memory model, the packed file and the loaded model compute the same
+function. Pruning masks live beside the encodings: a pruned weight is zero whatever its code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SharedWeights:
+    """Weight sharing: every weight is one of ``codebook``'s k values, picked by ``indices``."""
+
+    codebook: torch.Tensor  # (k,) float32
+    indices: torch.Tensor  # int64, the weight's shape, values in [0, k)
+
+    @property
+    def index_bits(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook.numel())))
+
+    def dequantize(self) -> torch.Tensor:
+        return self.codebook[self.indices]
+
+
+@dataclass(frozen=True)
+class QuantizedWeights:
+    """Symmetric per-output-channel integers: weight = values * scales[channel]."""
+
+    bits: int
+    scales: torch.Tensor  # (out_channels,) float32, > 0
+    values: torch.Tensor  # int64, the weight's shape, in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
+
+    @property
+    def max_level(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    def dequantize(self) -> torch.Tensor:
+        shape = (-1,) + (1,) * (self.values.dim() - 1)
+        return self.values.to(torch.float32) * self.scales.view(shape)
+
+
+LayerEncoding = SharedWeights | QuantizedWeights

@@ -1,0 +1,76 @@
+"""The architecture section: a torch.export archive of the model with its packed weights
+zeroed, deflated so those zeros cost almost nothing, and read back under pt2 intake's rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+
+from compression.errors import InvalidModel
+from compression.io.export import export_pt2
+from compression.io.fx_lift import lift_modules
+from compression.io.pt2_intake import check_archive_safety
+
+
+def write_architecture(module: nn.Module, example: torch.Tensor, zeroed: Iterable[str]) -> bytes:
+    """Export a copy of ``module`` whose ``zeroed`` layers' weights are all zero."""
+    blank = copy.deepcopy(module)
+    with torch.no_grad():
+        for name in zeroed:
+            blank.get_submodule(name).weight.zero_()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "architecture.pt2"
+        export_pt2(blank, example, path)
+        return _deflate(path.read_bytes())
+
+
+def _deflate(archive: bytes) -> bytes:
+    """Rewrite a zip with every member deflated (torch.export.save stores them raw)."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(archive)) as source,
+        zipfile.ZipFile(out, "w") as target,
+    ):
+        for info in source.infolist():
+            member = zipfile.ZipInfo(info.filename, info.date_time)
+            target.writestr(member, source.read(info), zipfile.ZIP_DEFLATED, compresslevel=9)
+    return out.getvalue()
+
+
+def read_architecture(archive: bytes, weights: Mapping[str, torch.Tensor]) -> fx.GraphModule:
+    """Load the archive without unrestricted unpickling, put in the layers' weights, and lift
+    aten calls into modules as ``load_pt2`` does."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as members:
+            check_archive_safety(members)
+    except zipfile.BadZipFile as exc:
+        raise InvalidModel("the packed architecture section is not a valid zip archive") from exc
+    try:
+        gm = torch.export.load(io.BytesIO(archive)).module()
+    except Exception as exc:
+        raise InvalidModel(f"torch.export could not load the packed architecture: {exc}") from exc
+    with torch.no_grad():
+        for name, weight in weights.items():
+            _weight(gm, name, weight.shape).copy_(weight)
+    return fx.GraphModule(lift_modules(gm), gm.graph)
+
+
+def _weight(gm: fx.GraphModule, layer: str, shape: torch.Size) -> torch.Tensor:
+    try:
+        weight = gm.get_parameter(f"{layer}.weight")
+    except AttributeError as exc:
+        raise InvalidModel(f"the packed architecture has no layer {layer!r}") from exc
+    if weight.shape != shape:
+        raise InvalidModel(
+            f"packed layer {layer!r} has shape {list(shape)}, but the architecture's weight "
+            f"has shape {list(weight.shape)}"
+        )
+    return weight
