@@ -5,6 +5,7 @@ zeroed, deflated so those zeros cost almost nothing, and read back under pt2 int
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import tempfile
 import zipfile
@@ -33,16 +34,30 @@ def write_architecture(module: nn.Module, example: torch.Tensor, zeroed: Iterabl
 
 
 def _deflate(archive: bytes) -> bytes:
-    """Rewrite a zip with every member deflated (torch.export.save stores them raw)."""
+    """Rewrite a zip with every member deflated (torch.export.save stores them raw).
+
+    torch.export writes a random ``serialization_id``; it is replaced by a digest of the
+    archive's other members, so the same model always packs to the same bytes (and size).
+    """
     out = io.BytesIO()
     with (
         zipfile.ZipFile(io.BytesIO(archive)) as source,
         zipfile.ZipFile(out, "w") as target,
     ):
-        for info in source.infolist():
+        members = [(info, source.read(info)) for info in source.infolist()]
+        digest = hashlib.sha256()
+        for info, data in members:
+            if not info.filename.endswith(SERIALIZATION_ID):
+                digest.update(info.filename.encode() + data)
+        for info, data in members:
+            if info.filename.endswith(SERIALIZATION_ID):
+                data = digest.hexdigest()[: len(data)].encode()
             member = zipfile.ZipInfo(info.filename, info.date_time)
-            target.writestr(member, source.read(info), zipfile.ZIP_DEFLATED, compresslevel=9)
+            target.writestr(member, data, zipfile.ZIP_DEFLATED, compresslevel=9)
     return out.getvalue()
+
+
+SERIALIZATION_ID = ".data/serialization_id"
 
 
 def read_architecture(archive: bytes, weights: Mapping[str, torch.Tensor]) -> fx.GraphModule:

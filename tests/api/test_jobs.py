@@ -69,7 +69,7 @@ def test_a_job_runs_to_success_with_metrics_events_and_artifacts(
 
     artifacts = client.get(f"/v1/jobs/{job['id']}/artifacts").json()
     names = [a["name"] for a in artifacts]
-    assert names == ["metrics.json", "model.onnx", "model.pt2", "scores.safetensors"]
+    assert names == ["metrics.json", "model.onnx", "model.pt2", "model.xaic", "scores.safetensors"]
     files = {}
     for artifact in artifacts:
         download = client.get(artifact["download_url"])
@@ -203,3 +203,28 @@ def test_a_model_used_by_an_unfinished_job_cannot_be_deleted(
     client.post("/v1/jobs", json={**uploaded, **SPEC})
     assert_problem(client.delete(f"/v1/models/{uploaded['model_id']}"), 409, "model_in_use")
     assert_problem(client.delete(f"/v1/datasets/{uploaded['dataset_id']}"), 409, "dataset_in_use")
+
+
+def test_every_step_type_and_a_sweep_run_through_the_api(
+    client: TestClient, uploaded: dict[str, str]
+) -> None:
+    steps = [
+        {"type": "prune_filters", "ratio": 0.25},
+        {"type": "prune_weights", "sparsity": 0.8, "layers": ["fc1"]},
+        {"type": "share_weights", "clusters": 16, "layers": ["fc1", "fc2"]},
+        {"type": "quantize_mixed", "average_bits": 6, "layers": ["conv1", "conv2"]},
+        {"type": "finetune", "epochs": 1},
+    ]
+    sweep = {"step": 2, "parameter": "clusters", "values": [4, 16]}
+    job = client.post("/v1/jobs", json={**uploaded, **SPEC, "steps": steps, "sweep": sweep})
+    assert job.status_code == 201, job.text
+    done = wait_for(client, f"/v1/jobs/{job.json()['id']}", {"succeeded", "failed"})
+
+    assert done["status"] == "succeeded", done["error"]
+    metrics = done["metrics"]
+    assert [s["type"] for s in metrics["steps"]] == [s["type"] for s in steps]
+    assert [p["clusters"] for p in metrics["sweep"]["points"]] == [4, 16]
+    assert metrics["export"]["onnx"]["dequantized_weights"] is True
+    artifacts = {a["name"]: a for a in client.get(f"/v1/jobs/{done['id']}/artifacts").json()}
+    assert artifacts["model.xaic"]["size_bytes"] == metrics["after"]["packed_bytes"]
+    assert metrics["export"]["packed"]["bytes"] == metrics["after"]["packed_bytes"]

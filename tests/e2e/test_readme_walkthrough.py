@@ -53,7 +53,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         if line.startswith(("model.", "metrics.", "scores."))
     ]
     assert [name for name, _, _ in listing] == [
-        "metrics.json", "model.onnx", "model.pt2", "scores.safetensors"
+        "metrics.json", "model.onnx", "model.pt2", "model.xaic", "scores.safetensors"
     ]  # fmt: skip
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     assert session.get_inputs()[0].shape[1:] == [1, 8, 8]

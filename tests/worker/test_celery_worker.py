@@ -122,7 +122,7 @@ def test_a_celery_worker_runs_the_job(
     done = wait_for(client, f"/v1/jobs/{job_id}", {"succeeded", "failed"}, timeout=180)
     assert done["status"] == "succeeded", done["error"]
     assert done["attempts"] == 1
-    assert len(client.get(f"/v1/jobs/{job_id}/artifacts").json()) == 4
+    assert len(client.get(f"/v1/jobs/{job_id}/artifacts").json()) == 5
     assert client.get("/readyz").json()["checks"]["broker"] is True
 
 
