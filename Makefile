@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python -m benchmarks.pruning_baselines
 	$(BIN)/python -m benchmarks.deeplift_variants
 	$(BIN)/python -m benchmarks.attribution_speed
+	$(BIN)/python -m benchmarks.sharing_and_precision
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

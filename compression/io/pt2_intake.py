@@ -25,8 +25,18 @@ from compression.io.loaded import LoadedModel
 from compression.io.probe import probe_classifier
 
 
+MAX_EXPANDED_BYTES = 8 * 1024**3
+"""An archive that expands beyond this is refused before anything is read (zip bombs)."""
+
+
 def check_archive_safety(archive: zipfile.ZipFile) -> None:
-    """Refuse anything in a .pt2 that torch would execute or unpickle unrestricted."""
+    """Refuse anything in a .pt2 that torch would execute or unpickle unrestricted, and
+    archives that would expand beyond MAX_EXPANDED_BYTES."""
+    expanded = sum(info.file_size for info in archive.infolist())
+    if expanded > MAX_EXPANDED_BYTES:
+        raise InvalidModel(
+            f"the archive would expand to {expanded} bytes, more than {MAX_EXPANDED_BYTES}"
+        )
     for name in archive.namelist():
         path = PurePosixPath(name)
         if "aotinductor" in path.parts:
