@@ -155,8 +155,15 @@ def _export(
     packed = save_packed(module, example, out / "model.xaic", result.encodings, result.masks)
     progress.update("exporting", 0.7, 0.7)
     onnx = {**asdict(check), "dequantized_weights": bool(result.encodings)}
+    # torch.export names symbolic shapes by a process-wide counter, so two exports of one
+    # model can differ by a byte: the size reported is that of the file handed out.
+    after = {**result.metrics["after"], "packed_bytes": packed.total_bytes}
+    original = result.metrics["before"]["fp32_bytes"]
+    reduction = {**result.metrics["reduction"], "size": original / packed.total_bytes}
     metrics = {
         **result.metrics,
+        "after": after,
+        "reduction": reduction,
         "export": {"onnx": onnx, "packed": {"bytes": packed.total_bytes, "format": "xaic"}},
     }
     tensors = {

@@ -24,7 +24,6 @@ from compression.io.fx_lift import lift_modules
 from compression.io.loaded import LoadedModel
 from compression.io.probe import probe_classifier
 
-
 MAX_EXPANDED_BYTES = 8 * 1024**3
 """An archive that expands beyond this is refused before anything is read (zip bombs)."""
 
