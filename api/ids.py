@@ -11,6 +11,8 @@ PREFIXES = {
     "dataset": "ds",
     "job": "job",
     "artifact": "art",
+    "webhook": "whe",
+    "delivery": "msg",
 }
 
 

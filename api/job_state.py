@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api import webhooks
 from api.models import Job, JobEvent, utcnow
+from api.schemas import job_out
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "cancelling"})
@@ -35,6 +37,8 @@ def set_status(session: Session, job: Job, status: str, **data: Any) -> None:
         job.finished_at = now
         job.eta_seconds = None
     append_event(session, job, "status", {"status": status, **data})
+    if status in TERMINAL:
+        webhooks.enqueue(session, job, job_out(job).model_dump(mode="json"))
 
 
 def request_cancel(session: Session, job: Job) -> None:

@@ -12,7 +12,7 @@ from api import telemetry
 from api.db import make_engine, make_sessionmaker
 from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import install_handlers
-from api.routes import health, jobs
+from api.routes import health, jobs, webhooks
 from api.routes.uploads import DATASET, MODEL, upload_router
 from api.settings import Settings, get_settings
 from api.storage import make_storage
@@ -48,4 +48,5 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.include_router(upload_router(MODEL))
     app.include_router(upload_router(DATASET))
     app.include_router(jobs.router)
+    app.include_router(webhooks.router)
     return app

@@ -7,7 +7,16 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models import Artifact, DatasetRecord, Job, JobEvent, ModelRecord
+from api.models import (
+    Artifact,
+    DatasetRecord,
+    Job,
+    JobEvent,
+    ModelRecord,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from jobspec import Spec
 
 T = TypeVar("T")
@@ -58,6 +67,21 @@ class DatasetOut(UploadOut):
     classes: list[str] | None
 
 
+class MlflowTarget(BaseModel):
+    """Log the job's parameters, metrics and compressed model to an MLflow tracking server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str = Field(description="e.g. http://mlflow:5000 or sqlite:///mlflow.db")
+    experiment: str = "xai-compress"
+    artifact_location: str | None = Field(
+        None, description="Where a new experiment keeps artifacts (default: the server's)."
+    )
+    register_as: str | None = Field(
+        None, description="Register the compressed ONNX model under this name."
+    )
+
+
 class JobCreate(Spec):
     """The engine's Spec plus what to compress."""
 
@@ -82,6 +106,7 @@ class JobCreate(Spec):
     dataset_id: str
     eval_dataset_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    mlflow: MlflowTarget | None = None
 
 
 class JobOut(BaseModel):
@@ -102,6 +127,49 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+WebhookEvent = Literal["job.succeeded", "job.failed", "job.cancelled"]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, examples=["https://example.com/hooks/xai"])
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: ["job.succeeded", "job.failed", "job.cancelled"]
+    )
+    description: str = Field("", max_length=500)
+
+
+class WebhookOut(BaseModel):
+    object: Literal["webhook"] = "webhook"
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    secret: str | None = Field(
+        None, description="The signing secret (whsec_...); returned only when created."
+    )
+    created_at: datetime
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event: str
+    job_id: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: list[AttemptOut]
+    next_attempt_at: datetime | None
+    created_at: datetime
 
 
 class EventOut(BaseModel):
@@ -194,3 +262,32 @@ def artifact_out(artifact: Artifact) -> ArtifactOut:
         download_url=f"/v1/jobs/{artifact.job_id}/artifacts/{artifact.name}",
         created_at=artifact.created_at,
     )
+
+
+def webhook_out(endpoint: WebhookEndpoint, show_secret: bool = False) -> WebhookOut:
+    return WebhookOut(
+        id=endpoint.id,
+        url=endpoint.url,
+        events=endpoint.events,
+        description=endpoint.description,
+        secret=endpoint.secret if show_secret else None,
+        created_at=endpoint.created_at,
+    )
+
+
+def delivery_out(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:
+    return DeliveryOut(
+        id=delivery.id,
+        event=delivery.event,
+        job_id=delivery.job_id,
+        status=delivery.status,
+        attempts=[
+            AttemptOut(
+                attempt=a.attempt, status_code=a.status_code, error=a.error,
+                duration_ms=a.duration_ms, created_at=a.created_at,
+            )
+            for a in attempts
+        ],
+        next_attempt_at=delivery.next_attempt_at,
+        created_at=delivery.created_at,
+    )  # fmt: skip

@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(0, description="torch threads per job; 0 = all cores / 1 job.")
 
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(6, ge=1, le=20)
+    webhook_retry_base_seconds: float = Field(
+        5.0, gt=0, description="Retry n waits base * 2**(n-1) seconds."
+    )
+    webhook_block_private_networks: bool = Field(
+        False,
+        description="Refuse webhook URLs that resolve to loopback, private or link-local "
+        "addresses (turn on where the service must not reach internal hosts).",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'xai-compress.db'}"

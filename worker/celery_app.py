@@ -13,9 +13,10 @@ from __future__ import annotations
 from celery import Celery
 
 from api.settings import get_settings
+from api.webhooks import deliver_due
 from worker.reaper import reap
 from worker.resources import default_resources
-from worker.tasks import HANDLERS, REAP, RUN_JOB
+from worker.tasks import DELIVER_WEBHOOKS, HANDLERS, REAP, RUN_JOB
 
 settings = get_settings()
 app = Celery("xai-compress", broker=settings.redis_url or "redis://127.0.0.1:6379/0")
@@ -30,7 +31,10 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": settings.job_time_limit + 600},
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
-    beat_schedule={"reap-stale-jobs": {"task": REAP, "schedule": 60.0}},
+    beat_schedule={
+        "reap-stale-jobs": {"task": REAP, "schedule": 60.0},
+        "deliver-webhooks": {"task": DELIVER_WEBHOOKS, "schedule": 5.0},
+    },
 )
 
 
@@ -52,3 +56,9 @@ def reap_stale_jobs() -> list[str]:
     for job_id in requeued:
         app.send_task(RUN_JOB, args=[job_id], queue=settings.queue_name)
     return requeued
+
+
+@app.task(name=DELIVER_WEBHOOKS)
+def deliver_webhooks() -> int:
+    resources = default_resources()
+    return deliver_due(resources.sessionmaker, resources.settings)

@@ -27,6 +27,7 @@ from api.dispatch import RUN_JOB
 from api.main import create_app
 from api.models import ApiKey, Project
 from api.settings import Settings
+from api.webhooks import deliver_due
 from worker.reaper import queued_jobs, reap
 from worker.resources import Resources, build_resources
 from worker.tasks import HANDLERS
@@ -34,6 +35,7 @@ from worker.tasks import HANDLERS
 log = logging.getLogger("worker.embedded")
 DEFAULT_PROJECT = "default"
 REAP_INTERVAL = 60.0
+WEBHOOK_INTERVAL = 1.0
 
 
 class InProcessDispatcher:
@@ -45,10 +47,12 @@ class InProcessDispatcher:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._work, daemon=True, name="embedded-worker")
         self.reaper = threading.Thread(target=self._reap, daemon=True, name="embedded-reaper")
+        self.sender = threading.Thread(target=self._send, daemon=True, name="embedded-webhooks")
 
     def start(self) -> InProcessDispatcher:
         self.thread.start()
         self.reaper.start()
+        self.sender.start()
         return self
 
     def submit(self, task: str, record_id: str) -> None:
@@ -81,6 +85,14 @@ class InProcessDispatcher:
             finally:
                 self.tasks.task_done()
         self.tasks.task_done()
+
+    def _send(self) -> None:
+        """Webhook deliveries that are due (first attempts and retries), every second."""
+        while not self.stopping.wait(WEBHOOK_INTERVAL):
+            try:
+                deliver_due(self.resources.sessionmaker, self.resources.settings)
+            except Exception:
+                log.exception("webhook delivery round failed")
 
     def _reap(self) -> None:
         while not self.stopping.wait(REAP_INTERVAL):

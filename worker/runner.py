@@ -25,12 +25,14 @@ from safetensors.torch import save_file
 from api.ids import new_id
 from api.job_state import TERMINAL, append_event, fail, set_status
 from api.models import Artifact, DatasetRecord, Job, ModelRecord, utcnow
+from api.webhooks import deliver_due
 from compression import compress, load_dataset, load_model
 from compression.errors import Cancelled, CompressionError
 from compression.io import export_onnx, export_pt2
 from compression.packed import save_packed
 from compression.pipeline import Result
 from jobspec import Spec
+from worker.mlflow_logging import log_job
 from worker.progress import Heartbeat, JobProgress
 from worker.resources import Resources
 
@@ -71,6 +73,7 @@ def run_job(resources: Resources, job_id: str) -> str:
         job = session.get(Job, job_id, with_for_update=True)
         job.metrics, job.progress, job.stage = metrics, 1.0, None
         set_status(session, job, "succeeded")
+    deliver_due(resources.sessionmaker, resources.settings)
     return "succeeded"
 
 
@@ -176,6 +179,12 @@ def _export(
     if tensors:
         save_file(tensors, str(out / "scores.safetensors"))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with resources.sessionmaker() as session:
+        job = session.get(Job, job_id)
+        target, spec = job.mlflow, job.spec
+    if target:
+        metrics["mlflow"] = log_job(target, job_id, spec, metrics, out)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for path in sorted(out.iterdir()):
         _store_artifact(resources, job_id, path)
     return metrics

@@ -16,3 +16,4 @@ HANDLERS: dict[str, Callable[[Resources, str], str]] = {
     VALIDATE_DATASET: validate_dataset,
 }
 REAP = "xai.reap"
+DELIVER_WEBHOOKS = "xai.deliver_webhooks"

@@ -127,6 +127,7 @@ def _new_job(
         eval_dataset_id=body.eval_dataset_id,
         spec=body.model_dump(mode="json", exclude=TARGETS),
         job_metadata=body.metadata,
+        mlflow=body.mlflow.model_dump(mode="json") if body.mlflow else None,
     )
     session.add(job)
     session.flush()
@@ -140,7 +141,7 @@ def _new_job(
     return job
 
 
-TARGETS = {"model_id", "dataset_id", "eval_dataset_id", "metadata"}
+TARGETS = {"model_id", "dataset_id", "eval_dataset_id", "metadata", "mlflow"}
 
 
 @router.get("", response_model=Page[JobOut], operation_id="listJobs")

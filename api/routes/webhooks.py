@@ -1,0 +1,97 @@
+"""Webhook endpoints of a project, and the record of every delivery attempt."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from api.deps import ProjectDep, SessionDep, SettingsDep
+from api.errors import not_found
+from api.ids import new_id
+from api.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from api.routes.pagination import MAX_LIMIT, page
+from api.schemas import DeliveryOut, Page, WebhookCreate, WebhookOut, delivery_out, webhook_out
+from api.webhooks import check_url, new_secret
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+def _endpoint(session: Any, project_id: str, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.project_id != project_id or endpoint.deleted_at is not None:
+        raise not_found("webhook", endpoint_id)
+    return endpoint
+
+
+@router.post(
+    "", status_code=201, response_model=WebhookOut, operation_id="createWebhook",
+    description="Job terminal states are POSTed to `url`, signed the Standard Webhooks way "
+    "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); the secret is shown only here.",
+)  # fmt: skip
+def create_webhook(
+    body: WebhookCreate, session: SessionDep, project_id: ProjectDep, settings: SettingsDep
+) -> Any:
+    check_url(body.url, settings)
+    endpoint = WebhookEndpoint(
+        id=new_id("webhook"), project_id=project_id, url=body.url, secret=new_secret(),
+        events=list(dict.fromkeys(body.events)), description=body.description,
+    )  # fmt: skip
+    session.add(endpoint)
+    session.flush()
+    return webhook_out(endpoint, show_secret=True)
+
+
+@router.get("", response_model=Page[WebhookOut], operation_id="listWebhooks")
+def list_webhooks(
+    session: SessionDep,
+    project_id: ProjectDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+) -> Any:
+    statement = select(WebhookEndpoint).where(
+        WebhookEndpoint.project_id == project_id, WebhookEndpoint.deleted_at.is_(None)
+    )
+    rows, has_more = page(session, statement, WebhookEndpoint, after, limit)
+    return {
+        "data": [webhook_out(row) for row in rows],
+        "has_more": has_more,
+        "next_cursor": rows[-1].id if has_more else None,
+    }
+
+
+@router.delete("/{webhook_id}", status_code=204, operation_id="deleteWebhook")
+def delete_webhook(webhook_id: str, session: SessionDep, project_id: ProjectDep) -> Response:
+    _endpoint(session, project_id, webhook_id).deleted_at = utcnow()
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{webhook_id}/deliveries", response_model=Page[DeliveryOut], operation_id="listDeliveries"
+)
+def list_deliveries(
+    webhook_id: str,
+    session: SessionDep,
+    project_id: ProjectDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+) -> Any:
+    _endpoint(session, project_id, webhook_id)
+    statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == webhook_id)
+    rows, has_more = page(session, statement, WebhookDelivery, after, limit)
+    attempts = {
+        row.id: list(
+            session.scalars(
+                select(WebhookAttempt)
+                .where(WebhookAttempt.delivery_id == row.id)
+                .order_by(WebhookAttempt.attempt)
+            )
+        )
+        for row in rows
+    }
+    return {
+        "data": [delivery_out(row, attempts[row.id]) for row in rows],
+        "has_more": has_more,
+        "next_cursor": rows[-1].id if has_more else None,
+    }

@@ -1,0 +1,166 @@
+"""Signed webhooks on terminal job states, retried on failure, every attempt recorded."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import Settings
+from tests.api.helpers import assert_problem, settle, upload, wait_for
+from worker.embedded import InProcessDispatcher
+
+SPEC = {
+    "steps": [{"type": "prune_filters", "ratio": 0.5}],
+    "attribution": {"samples": 128},
+    "evaluation": {"latency_repeats": 3},
+}
+
+
+class Receiver:
+    """A loopback HTTP endpoint that answers the given status codes in turn (then 200)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} deliveries"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"webhook_retry_base_seconds": 0.2})
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver([])
+    yield receiver
+    receiver.server.shutdown()
+
+
+def _verify(secret: str, headers: dict[str, str], body: bytes) -> None:
+    """Standard Webhooks verification, written out independently of the server's signer."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+
+
+@pytest.fixture
+def uploaded(
+    client: TestClient, dispatcher: InProcessDispatcher, digits_model_pt2: bytes, digits_npz: bytes
+) -> dict[str, str]:
+    model = upload(client, "models", digits_model_pt2, "digits.pt2")
+    dataset = upload(client, "datasets", digits_npz, "digits.npz")
+    settle(client, dispatcher)
+    return {"model_id": model["id"], "dataset_id": dataset["id"]}
+
+
+def test_one_signed_delivery_per_terminal_state_with_retries(
+    client: TestClient, uploaded: dict[str, str], receiver: Receiver
+) -> None:
+    created = client.post("/v1/webhooks", json={"url": receiver.url}).json()
+    secret = created["secret"]
+    assert secret.startswith("whsec_") and created["id"].startswith("whe_")
+    assert created["events"] == ["job.succeeded", "job.failed", "job.cancelled"]
+    listed = client.get("/v1/webhooks").json()["data"]
+    assert [w["id"] for w in listed] == [created["id"]] and listed[0]["secret"] is None
+
+    receiver.statuses = [500, 500]
+    job = client.post("/v1/jobs", json={**uploaded, **SPEC}).json()
+    wait_for(client, f"/v1/jobs/{job['id']}", {"succeeded"})
+    receiver.wait(3)
+    time.sleep(0.5)
+    assert len(receiver.requests) == 3  # two 500s, then the delivery that succeeded
+    ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+    assert len(ids) == 1  # retries of one delivery keep its id
+    for headers, body in receiver.requests:
+        _verify(secret, headers, body)
+    payload = json.loads(receiver.requests[-1][1])
+    assert payload["type"] == "job.succeeded"
+    assert payload["data"]["id"] == job["id"] and payload["data"]["status"] == "succeeded"
+
+    deliveries = client.get(f"/v1/webhooks/{created['id']}/deliveries").json()["data"]
+    assert len(deliveries) == 1
+    delivery = deliveries[0]
+    assert delivery["status"] == "succeeded" and delivery["event"] == "job.succeeded"
+    assert [(a["attempt"], a["status_code"]) for a in delivery["attempts"]] == [
+        (1, 500), (2, 500), (3, 200)
+    ]  # fmt: skip
+    assert delivery["attempts"][0]["error"] == "HTTP 500"
+
+
+def test_event_filters_and_cancelled_jobs(
+    client: TestClient, dispatcher: InProcessDispatcher, uploaded: dict[str, str],
+    receiver: Receiver,
+) -> None:  # fmt: skip
+    client.post("/v1/webhooks", json={"url": receiver.url, "events": ["job.cancelled"]})
+    dispatcher.stop()  # the job stays queued, so cancelling it is immediate
+    job = client.post("/v1/jobs", json={**uploaded, **SPEC}).json()
+    client.post(f"/v1/jobs/{job['id']}/cancel")
+    from api.webhooks import deliver_due
+
+    deliver_due(client.app.state.sessionmaker, client.app.state.settings)
+    assert len(receiver.requests) == 1
+    assert json.loads(receiver.requests[0][1])["type"] == "job.cancelled"
+
+
+def test_a_failed_receiver_is_retried_until_attempts_run_out(
+    settings: Settings, client: TestClient, uploaded: dict[str, str], receiver: Receiver
+) -> None:
+    receiver.statuses = [500] * 10
+    hook = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["job.failed"]}).json()
+    bad = {**SPEC, "steps": [{"type": "prune_weights", "layers": ["missing"]}]}
+    job = client.post("/v1/jobs", json={**uploaded, **bad}).json()
+    wait_for(client, f"/v1/jobs/{job['id']}", {"failed"})
+    receiver.wait(settings.webhook_max_attempts, timeout=90)
+    time.sleep(1.5)
+    delivery = client.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["data"][0]
+    assert delivery["status"] == "failed"
+    assert len(delivery["attempts"]) == settings.webhook_max_attempts == len(receiver.requests)
+
+
+def test_webhook_management_errors(client: TestClient, settings: Settings, tmp_path: Path) -> None:
+    bad = client.post("/v1/webhooks", json={"url": "ftp://example.com/x"})
+    assert_problem(bad, 422, "validation_error")
+    assert_problem(client.delete("/v1/webhooks/whe_missing"), 404, "not_found")
+    guarded = settings.model_copy(update={"webhook_block_private_networks": True})
+    with TestClient(create_app(guarded, InProcessDispatcher(None))) as other:  # type: ignore[arg-type]
+        other.headers.update(client.headers)
+        refused = other.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/x"})
+        assert_problem(refused, 422, "webhook_url_not_allowed")
+    created = client.post("/v1/webhooks", json={"url": "http://example.com/x"}).json()
+    assert client.delete(f"/v1/webhooks/{created['id']}").status_code == 204
+    assert client.get("/v1/webhooks").json()["data"] == []
