@@ -14,6 +14,7 @@ from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import install_handlers
 from api.routes import health, jobs, webhooks
 from api.routes.uploads import DATASET, MODEL, upload_router
+from api.schemas import PROBLEM_RESPONSES
 from api.settings import Settings, get_settings
 from api.storage import make_storage
 
@@ -45,8 +46,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     install_handlers(app)
     telemetry.install(app)
     app.include_router(health.router)
-    app.include_router(upload_router(MODEL))
-    app.include_router(upload_router(DATASET))
-    app.include_router(jobs.router)
-    app.include_router(webhooks.router)
+    for router in (upload_router(MODEL), upload_router(DATASET), jobs.router, webhooks.router):
+        app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

@@ -22,6 +22,38 @@ from jobspec import Spec
 T = TypeVar("T")
 
 
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details; ``code`` is stable and meant for programs to branch on."""
+
+    type: str
+    title: str
+    status: int
+    code: str = Field(examples=["not_found"])
+    detail: str
+    instance: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="Field errors, for validation_error."
+    )
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": ProblemOut,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+        },
+        "description": text,
+    }
+    for status, text in {
+        401: "Missing or invalid API key (`unauthorized`).",
+        404: "No such object in this project (`not_found`).",
+        409: "Conflict (`idempotency_key_reused`, `model_in_use`, `model_invalid`, ...).",
+        413: "Upload larger than the limit (`payload_too_large`).",
+        422: "The request is invalid (`validation_error`), with field errors.",
+    }.items()
+}
+
+
 class ErrorInfo(BaseModel):
     code: str
     message: str
