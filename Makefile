@@ -12,6 +12,7 @@ install: $(BIN)/activate
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[service,dev]'
 	$(PIP) --no-deps -r requirements/no-deps.txt
+	$(PIP) -e client
 
 run: install
 	$(BIN)/python -m worker.embedded

@@ -118,6 +118,12 @@ def _attempt(
         endpoint = session.get(WebhookEndpoint, endpoint_id)
         delivery = session.get(WebhookDelivery, delivery_id)
         url, secret, payload = endpoint.url, endpoint.secret, delivery.payload
+        deleted = endpoint.deleted_at is not None
+    if deleted:  # the endpoint went away after the event: nothing to send it to
+        with factory() as session, session.begin():
+            delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            delivery.status, delivery.next_attempt_at = "failed", None
+        return
     body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {

@@ -16,31 +16,36 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Failures that may pass: not e.g. an unsupported URL scheme, which fails the same way again.
+TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped; ``Retry-After`` wins when the server sends it."""
+    """Exponential backoff with jitter, capped; ``Retry-After`` wins when the server sends it.
+
+    ``attempt`` counts the attempts that failed before this decision, from 0; the answer is
+    the seconds to wait before trying again, or None to give up.
+    """
 
     max_retries: int = 4
     base_delay: float = 0.5
     max_delay: float = 60.0
 
-    def delay(self, attempt: int, response: httpx.Response | None = None) -> float | None:
-        """Seconds to wait after failed attempt number ``attempt`` (from 0), or None to give up.
-
-        ``response`` is None when the attempt got no response at all (a transport error).
-        """
-        if attempt >= self.max_retries:
+    def after_error(self, attempt: int, error: httpx.TransportError) -> float | None:
+        if attempt >= self.max_retries or not isinstance(error, TRANSIENT_ERRORS):
             return None
-        if response is not None:
-            if response.status_code not in RETRY_STATUSES:
-                return None
-            advised = retry_after_seconds(response.headers.get("Retry-After"))
-            if advised is not None:
-                return min(advised, self.max_delay)
-        backoff = min(self.max_delay, self.base_delay * 2**attempt)
-        return backoff * random.uniform(0.5, 1.0)  # jitter spreads out clients that failed together
+        return self._backoff(attempt)
+
+    def after_response(self, attempt: int, response: httpx.Response) -> float | None:
+        if attempt >= self.max_retries or response.status_code not in RETRY_STATUSES:
+            return None
+        advised = retry_after_seconds(response.headers.get("Retry-After"))
+        return self._backoff(attempt) if advised is None else min(advised, self.max_delay)
+
+    def _backoff(self, attempt: int) -> float:
+        capped = min(self.max_delay, self.base_delay * 2.0**attempt)
+        return capped * random.uniform(0.5, 1.0)  # jitter spreads out clients that failed together
 
 
 def retry_after_seconds(value: str | None) -> float | None:
