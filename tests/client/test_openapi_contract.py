@@ -80,7 +80,8 @@ def test_every_sdk_request_is_a_documented_operation_with_a_valid_body(
             )
             validator.validate(json.loads(request.content))
     assert {
-        "createModel", "deleteModel", "getModel", "listModels", "listDatasets", "getDataset", "createJob", "getJob",
+        "createModel", "deleteModel", "getModel", "listModels", "listDatasets", "getDataset",
+        "createJob", "getJob",
         "listJobEvents", "listJobArtifacts", "downloadJobArtifact", "cancelJob", "listJobs",
         "createWebhook", "listWebhooks", "listDeliveries", "deleteWebhook",
     } <= used  # fmt: skip
