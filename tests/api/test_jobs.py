@@ -170,7 +170,9 @@ def test_cancel_is_idempotent_for_queued_running_and_finished_jobs(
     assert client.post(f"/v1/jobs/{queued['id']}/cancel").json()["status"] == "cancelled"
     assert client.post(f"/v1/jobs/{queued['id']}/cancel").json()["status"] == "cancelled"
     assert client.post(f"/v1/jobs/{running['id']}/cancel").json()["status"] == "cancelling"
-    assert client.post(f"/v1/jobs/{running['id']}/cancel").json()["status"] == "cancelling"
+    # the worker may already have stopped by the second request
+    again = client.post(f"/v1/jobs/{running['id']}/cancel").json()["status"]
+    assert again in ("cancelling", "cancelled")
     done = wait_for(client, f"/v1/jobs/{running['id']}", {"cancelled", "succeeded", "failed"})
     assert done["status"] == "cancelled"
     settle(client, dispatcher)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -15,10 +16,15 @@ from tests.conftest import ROOT
 from tests.e2e.server import EmbeddedServer
 
 
-def _tour_script() -> str:
+def _block(heading: str, language: str) -> str:
+    """The first ``language`` code block after ``heading`` in the README."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## A five-minute tour over HTTP", 1)[1]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    section = readme.split(heading, 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
+
+
+def _tour_script() -> str:
+    return _block("## A five-minute tour over HTTP", "sh")
 
 
 def _port_free(port: int) -> bool:
@@ -36,9 +42,33 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
             ["bash", "-euo", "pipefail", "-c", _tour_script()],
             cwd=tmp_path, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
+        assert result.returncode == 0, result.stderr + result.stdout + server.log.read_text()
+        env = {
+            **os.environ,
+            "XAI_COMPRESS_API_KEY": (tmp_path / "data" / "api-key").read_text().strip(),
+        }
+        python = str(ROOT / ".venv" / "bin" / "python")
+        sdk = subprocess.run(
+            [python, "-c", _block("### The same from Python", "python")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
+        )  # fmt: skip
+        cli = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", _block("### The same from Python", "sh")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
     finally:
         server.stop()
-    assert result.returncode == 0, result.stderr + result.stdout + server.log.read_text()
+    assert sdk.returncode == 0, sdk.stderr + sdk.stdout
+    status, accuracy, size = sdk.stdout.splitlines()[0].split()
+    assert status == "succeeded" and 0.5 < float(accuracy) <= 1 and float(size) > 2
+    assert sorted(sdk.stdout.splitlines()[1:]) == [
+        "metrics.json", "model.onnx", "model.pt2", "model.xaic", "scores.safetensors"
+    ]  # fmt: skip
+    assert cli.returncode == 0, cli.stderr + cli.stdout
+    assert sorted(p.name for p in (tmp_path / "cli-out").iterdir()) == sorted(
+        p.name for p in (tmp_path / "sdk-out").iterdir()
+    )
+    assert "succeeded" in cli.stdout
     assert "API key (project 'default')" in server.log.read_text()
 
     summary = json.loads(
