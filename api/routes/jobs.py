@@ -158,12 +158,7 @@ def list_jobs(
         statement = statement.where(Job.status == status)
     if model_id:
         statement = statement.where(Job.model_id == model_id)
-    rows, has_more = page(session, statement, Job, after, limit)
-    return {
-        "data": [job_out(job) for job in rows],
-        "has_more": has_more,
-        "next_cursor": rows[-1].id if has_more else None,
-    }
+    return page(session, statement, Job, after, limit, job_out)
 
 
 @router.get("/{job_id}", response_model=JobOut, operation_id="getJob")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
@@ -13,9 +14,15 @@ MAX_LIMIT = 100
 
 
 def page(
-    session: Session, statement: Select[Any], table: Any, after: str | None, limit: int
-) -> tuple[list[Any], bool]:
-    """Rows of ``statement`` (already scoped to a project) after the cursor, and has_more."""
+    session: Session,
+    statement: Select[Any],
+    table: Any,
+    after: str | None,
+    limit: int,
+    render: Callable[[Any], Any],
+) -> dict[str, Any]:
+    """One page of ``statement`` (already scoped to a project) after the cursor, each row
+    rendered, as the API's ``Page`` body."""
     if after is not None:
         cursor = session.execute(
             select(table.created_at, table.id).where(table.id == after)
@@ -31,4 +38,9 @@ def page(
     rows = session.scalars(
         statement.order_by(table.created_at.desc(), table.id.desc()).limit(limit + 1)
     ).all()
-    return list(rows[:limit]), len(rows) > limit
+    shown, has_more = list(rows[:limit]), len(rows) > limit
+    return {
+        "data": [render(row) for row in shown],
+        "has_more": has_more,
+        "next_cursor": shown[-1].id if has_more else None,
+    }

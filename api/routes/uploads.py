@@ -130,12 +130,7 @@ def upload_router(kind: UploadKind) -> APIRouter:
         statement = select(record_type).where(
             record_type.project_id == project_id, record_type.deleted_at.is_(None)
         )
-        rows, has_more = page(session, statement, record_type, after, limit)
-        return {
-            "data": [kind.out(row) for row in rows],
-            "has_more": has_more,
-            "next_cursor": rows[-1].id if has_more else None,
-        }
+        return page(session, statement, record_type, after, limit, kind.out)
 
     @router.get("/{record_id}", response_model=kind.schema, operation_id=f"get{title}")
     def get(record_id: str, session: SessionDep, project_id: ProjectDep) -> Any:

@@ -53,12 +53,7 @@ def list_webhooks(
     statement = select(WebhookEndpoint).where(
         WebhookEndpoint.project_id == project_id, WebhookEndpoint.deleted_at.is_(None)
     )
-    rows, has_more = page(session, statement, WebhookEndpoint, after, limit)
-    return {
-        "data": [webhook_out(row) for row in rows],
-        "has_more": has_more,
-        "next_cursor": rows[-1].id if has_more else None,
-    }
+    return page(session, statement, WebhookEndpoint, after, limit, webhook_out)
 
 
 @router.delete("/{webhook_id}", status_code=204, operation_id="deleteWebhook")
@@ -79,19 +74,13 @@ def list_deliveries(
 ) -> Any:
     _endpoint(session, project_id, webhook_id)
     statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == webhook_id)
-    rows, has_more = page(session, statement, WebhookDelivery, after, limit)
-    attempts = {
-        row.id: list(
-            session.scalars(
-                select(WebhookAttempt)
-                .where(WebhookAttempt.delivery_id == row.id)
-                .order_by(WebhookAttempt.attempt)
-            )
+
+    def render(delivery: WebhookDelivery) -> DeliveryOut:
+        attempts = session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id == delivery.id)
+            .order_by(WebhookAttempt.attempt)
         )
-        for row in rows
-    }
-    return {
-        "data": [delivery_out(row, attempts[row.id]) for row in rows],
-        "has_more": has_more,
-        "next_cursor": rows[-1].id if has_more else None,
-    }
+        return delivery_out(delivery, list(attempts))
+
+    return page(session, statement, WebhookDelivery, after, limit, render)

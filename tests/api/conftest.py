@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.auth import create_key, create_project
 from api.main import create_app
 from api.settings import Settings
+from tests.api.helpers import settle, upload
 from worker.embedded import InProcessDispatcher
 from worker.resources import build_resources
 
@@ -56,3 +57,13 @@ def client(app_client: TestClient) -> TestClient:
 @pytest.fixture
 def other_key(app_client: TestClient) -> str:
     return _key(app_client, "beta")
+
+
+@pytest.fixture
+def uploaded(
+    client: TestClient, dispatcher: InProcessDispatcher, digits_model_pt2: bytes, digits_npz: bytes
+) -> dict[str, str]:
+    model = upload(client, "models", digits_model_pt2, "digits.pt2")
+    dataset = upload(client, "datasets", digits_npz, "digits.npz")
+    settle(client, dispatcher)
+    return {"model_id": model["id"], "dataset_id": dataset["id"]}

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import onnxruntime
-import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
@@ -23,16 +22,6 @@ SPEC = {
     "attribution": {"samples": 128},
     "evaluation": {"latency_repeats": 3},
 }
-
-
-@pytest.fixture
-def uploaded(
-    client: TestClient, dispatcher: InProcessDispatcher, digits_model_pt2: bytes, digits_npz: bytes
-) -> dict[str, str]:
-    model = upload(client, "models", digits_model_pt2, "digits.pt2")
-    dataset = upload(client, "datasets", digits_npz, "digits.npz")
-    settle(client, dispatcher)
-    return {"model_id": model["id"], "dataset_id": dataset["id"]}
 
 
 def test_a_job_runs_to_success_with_metrics_events_and_artifacts(

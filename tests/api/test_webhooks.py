@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from tests.api.helpers import assert_problem, settle, upload, wait_for
+from tests.api.helpers import assert_problem, wait_for
 from worker.embedded import InProcessDispatcher
 
 SPEC = {
@@ -76,16 +76,6 @@ def _verify(secret: str, headers: dict[str, str], body: bytes) -> None:
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     assert headers["webhook-signature"] == f"v1,{expected}"
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
-
-
-@pytest.fixture
-def uploaded(
-    client: TestClient, dispatcher: InProcessDispatcher, digits_model_pt2: bytes, digits_npz: bytes
-) -> dict[str, str]:
-    model = upload(client, "models", digits_model_pt2, "digits.pt2")
-    dataset = upload(client, "datasets", digits_npz, "digits.npz")
-    settle(client, dispatcher)
-    return {"model_id": model["id"], "dataset_id": dataset["id"]}
 
 
 def test_one_signed_delivery_per_terminal_state_with_retries(
