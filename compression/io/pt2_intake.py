@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 import torch
 from torch import fx
 
-from compression.errors import InvalidModel, UnsupportedFormat
+from compression.errors import CompressionError, InvalidModel, UnsupportedFormat
 from compression.io.fx_flatten import normalize_flattens
 from compression.io.fx_lift import lift_modules
 from compression.io.loaded import LoadedModel
@@ -92,20 +92,31 @@ def _input_shape(gm: fx.GraphModule) -> tuple[int, ...]:
     return dims
 
 
-def load_pt2(path: str) -> LoadedModel:
-    """Load an ExportedProgram archive and lift it into a module-based graph."""
+def load_exported(
+    source: str | bytes, what: str, bad_zip: type[CompressionError] = UnsupportedFormat
+) -> fx.GraphModule:
+    """A vetted torch.export archive as a plain GraphModule with its layers lifted into
+    modules; ``what`` names the archive in error messages."""
+
+    def stream() -> str | io.BytesIO:
+        return io.BytesIO(source) if isinstance(source, bytes) else source
+
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(stream()) as archive:
             check_archive_safety(archive)
     except zipfile.BadZipFile as exc:
-        raise UnsupportedFormat("the .pt2 file is not a valid zip archive") from exc
+        raise bad_zip(f"{what} is not a valid zip archive") from exc
     try:
-        program = torch.export.load(path)
-        gm = program.module()
+        gm = torch.export.load(stream()).module()
     except Exception as exc:
-        raise InvalidModel(f"torch.export could not load the .pt2 archive: {exc}") from exc
+        raise InvalidModel(f"torch.export could not load {what}: {exc}") from exc
+    return fx.GraphModule(lift_modules(gm), gm.graph)  # a plain GraphModule: eval() works
+
+
+def load_pt2(path: str) -> LoadedModel:
+    """Load an ExportedProgram archive and lift it into a module-based graph."""
+    gm = load_exported(path, "the .pt2 file")
     input_shape = _input_shape(gm)
-    gm = fx.GraphModule(lift_modules(gm), gm.graph)  # a plain GraphModule: eval() works
     loaded = LoadedModel(gm.eval(), input_shape, probe_classifier(gm, input_shape), "pt2")
     normalize_flattens(gm, loaded.example_input())
     return loaded

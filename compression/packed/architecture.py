@@ -17,8 +17,7 @@ from torch import fx, nn
 
 from compression.errors import InvalidModel
 from compression.io.export import export_pt2
-from compression.io.fx_lift import lift_modules
-from compression.io.pt2_intake import check_archive_safety
+from compression.io.pt2_intake import load_exported
 
 
 def write_architecture(module: nn.Module, example: torch.Tensor, zeroed: Iterable[str]) -> bytes:
@@ -61,21 +60,13 @@ SERIALIZATION_ID = ".data/serialization_id"
 
 
 def read_architecture(archive: bytes, weights: Mapping[str, torch.Tensor]) -> fx.GraphModule:
-    """Load the archive without unrestricted unpickling, put in the layers' weights, and lift
-    aten calls into modules as ``load_pt2`` does."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(archive)) as members:
-            check_archive_safety(members)
-    except zipfile.BadZipFile as exc:
-        raise InvalidModel("the packed architecture section is not a valid zip archive") from exc
-    try:
-        gm = torch.export.load(io.BytesIO(archive)).module()
-    except Exception as exc:
-        raise InvalidModel(f"torch.export could not load the packed architecture: {exc}") from exc
+    """Load the archive as ``load_pt2`` does (vetted, never unpickled unrestricted, layers
+    lifted into modules) and put in the layers' weights."""
+    gm = load_exported(archive, "the packed architecture section", bad_zip=InvalidModel)
     with torch.no_grad():
         for name, weight in weights.items():
             _weight(gm, name, weight.shape).copy_(weight)
-    return fx.GraphModule(lift_modules(gm), gm.graph)
+    return gm
 
 
 def _weight(gm: fx.GraphModule, layer: str, shape: torch.Size) -> torch.Tensor:
