@@ -11,9 +11,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from compression.errors import Cancelled
+
+if TYPE_CHECKING:
+    import torch
+
+    from compression.data import Dataset
 
 ProgressCallback = Callable[[str, float, float], None]
 """Called with (stage, fraction of that stage done, fraction of the whole work done), both in
@@ -80,3 +85,13 @@ class Monitor:
         for done, item in enumerate(items, start=1):
             yield item
             self.report(done / max(total, 1))
+
+
+def tracked_batches(
+    data: Dataset, batch_size: int, monitor: Monitor | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The dataset's batches in order, reporting progress and honouring cancellation."""
+    batches = data.batches(batch_size)
+    if monitor is None:
+        return iter(batches)
+    return monitor.track(batches, -(-data.num_samples // batch_size))

@@ -25,7 +25,7 @@ from compression.attribution.rule_modules import recording, rules_installed
 from compression.attribution.targets import TargetName, target_multiplier, target_score
 from compression.attribution.weight_relevance import weight_relevance
 from compression.data import Dataset
-from compression.progress import Monitor
+from compression.progress import Monitor, tracked_batches
 
 CHANNEL_SCORES = ("relevance", "net", "ablation")
 
@@ -115,10 +115,8 @@ def attribute(
     shared = shared_baseline(baseline, data.x)
     totals = _Totals(layers, channel_scores, per_weight, device)
     error, scale = 0.0, 0.0
-    batches = data.batches(batch_size)
-    count = -(-data.num_samples // batch_size)
     with rules_installed(gm) as rules, _capture(layers) as captured:
-        for x, y in monitor.track(batches, count) if monitor else batches:
+        for x, y in tracked_batches(data, batch_size, monitor):
             x, y = x.to(device), y.to(device)
             reference = shared.to(device) if shared is not None else blur(x)
             captured.in_reference_pass = True

@@ -90,16 +90,6 @@ def require_data(data: Dataset | None, criterion: str) -> Dataset:
     return data
 
 
-def tracked_batches(
-    data: Dataset, batch_size: int, monitor: Monitor | None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of the calibration data, reporting progress and honouring cancellation."""
-    batches = data.batches(batch_size)
-    if monitor is None:
-        return iter(batches)
-    return monitor.track(batches, -(-data.num_samples // batch_size))
-
-
 @contextmanager
 def gradients_enabled(parameters: list[torch.Tensor]) -> Iterator[None]:
     """Let autograd reach these weights for the block, then restore their flags."""

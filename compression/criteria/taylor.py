@@ -20,11 +20,10 @@ from compression.criteria.base import (
     gradients_enabled,
     require_data,
     targets,
-    tracked_batches,
 )
 from compression.criteria.capture import capture_outputs
 from compression.data import Dataset
-from compression.progress import Monitor
+from compression.progress import Monitor, tracked_batches
 
 
 def _per_channel(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:

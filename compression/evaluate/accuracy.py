@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from compression.data import Dataset
-from compression.progress import Monitor
+from compression.progress import Monitor, tracked_batches
 
 
 @torch.no_grad()
@@ -15,8 +15,6 @@ def top1_accuracy(
 ) -> float:
     model.eval()
     correct = 0
-    batches = data.batches(batch_size)
-    total = -(-data.num_samples // batch_size)
-    for x, y in monitor.track(batches, total) if monitor else batches:
+    for x, y in tracked_batches(data, batch_size, monitor):
         correct += int((model(x).argmax(dim=1) == y).sum())
     return correct / data.num_samples
