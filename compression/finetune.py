@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from compression.data import Dataset
 from compression.encoding import QuantizedWeights, SharedWeights
 from compression.evaluate import top1_accuracy
 from compression.progress import Monitor
 from compression.quantization import quantize_weight
+from compression.training import fit
 from jobspec import FineTune
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ def finetune(
     working: WorkingModel, data: Dataset, step: FineTune, monitor: Monitor, seed: int
 ) -> dict[str, Any]:
     module = working.module
-    encoded = {name: working.layers[name].weight for name in working.encodings}
     codebooks = {
         name: torch.nn.Parameter(encoding.codebook.clone())
         for name, encoding in working.encodings.items()
@@ -44,24 +43,15 @@ def finetune(
         for name, encoding in working.encodings.items()
         if isinstance(encoding, QuantizedWeights)
     }
-    encoded_ids = {id(weight) for weight in encoded.values()}
+    encoded_ids = {id(working.layers[name].weight) for name in working.encodings}
     trained = [p for p in module.parameters() if id(p) not in encoded_ids and p.requires_grad]
-    optimizer = torch.optim.Adam([*trained, *codebooks.values(), *shadows.values()], lr=step.lr)
-    generator = torch.Generator().manual_seed(seed)
-    batches = -(-data.num_samples // step.batch_size)
     before = top1_accuracy(module, data)
-    for epoch in range(step.epochs):
-        module.train()
-        order = torch.randperm(data.num_samples, generator=generator)
-        for index, start in enumerate(range(0, data.num_samples, step.batch_size)):
-            chosen = order[start : start + step.batch_size]
-            optimizer.zero_grad()
-            F.cross_entropy(module(data.x[chosen]), data.y[chosen]).backward()
-            _route_gradients(working, codebooks, shadows)
-            optimizer.step()
-            _restore_constraints(working, codebooks, shadows)
-            monitor.report((epoch + (index + 1) / batches) / step.epochs)
-    module.eval()
+    fit(
+        module, data, epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, seed=seed,
+        monitor=monitor, parameters=[*trained, *codebooks.values(), *shadows.values()],
+        after_backward=lambda: _route_gradients(working, codebooks, shadows),
+        after_step=lambda: _restore_constraints(working, codebooks, shadows),
+    )  # fmt: skip
     return {"epochs": step.epochs, "train_accuracy_before": before,
             "train_accuracy_after": top1_accuracy(module, data)}  # fmt: skip
 
