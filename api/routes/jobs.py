@@ -21,6 +21,7 @@ from api.errors import Problem, not_found
 from api.ids import new_id
 from api.job_state import TERMINAL, append_event, request_cancel
 from api.models import Artifact, DatasetRecord, IdempotencyKey, Job, JobEvent, ModelRecord
+from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import (
     ArtifactOut,
@@ -40,16 +41,11 @@ SSE_KEEPALIVE_SECONDS = 15.0
 
 
 def _job(session: Session, project_id: str, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.project_id != project_id:
-        raise not_found("job", job_id)
-    return job
+    return owned(session, Job, job_id, project_id, "job")
 
 
 def _usable(session: Session, project_id: str, table: Any, record_id: str, kind: str) -> None:
-    record = session.get(table, record_id)
-    if record is None or record.project_id != project_id or record.deleted_at is not None:
-        raise not_found(kind, record_id)
+    record = owned(session, table, record_id, project_id, kind)
     if record.status == "invalid":
         raise Problem(
             409, f"{kind}_invalid", f"The {kind} failed validation",

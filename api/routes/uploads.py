@@ -18,10 +18,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
 from api.dispatch import VALIDATE_DATASET, VALIDATE_MODEL
-from api.errors import Problem, not_found
+from api.errors import Problem
 from api.ids import new_id
 from api.job_state import ACTIVE
 from api.models import DatasetRecord, Job, ModelRecord, utcnow
+from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import DatasetOut, ModelOut, Page, dataset_out, model_out
 from api.settings import Settings
@@ -69,10 +70,7 @@ def upload_router(kind: UploadKind) -> APIRouter:
     title = kind.name.capitalize()
 
     def get_record(session: Any, project_id: str, record_id: str) -> Any:
-        record = session.get(record_type, record_id)
-        if record is None or record.project_id != project_id or record.deleted_at is not None:
-            raise not_found(kind.name, record_id)
-        return record
+        return owned(session, record_type, record_id, project_id, kind.name)
 
     @router.post(
         "",

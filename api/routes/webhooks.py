@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from api.deps import ProjectDep, SessionDep, SettingsDep
-from api.errors import not_found
 from api.ids import new_id
 from api.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import DeliveryOut, Page, WebhookCreate, WebhookOut, delivery_out, webhook_out
 from api.webhooks import check_url, new_secret
@@ -19,10 +19,7 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
 def _endpoint(session: Any, project_id: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None or endpoint.project_id != project_id or endpoint.deleted_at is not None:
-        raise not_found("webhook", endpoint_id)
-    return endpoint
+    return owned(session, WebhookEndpoint, endpoint_id, project_id, "webhook")
 
 
 @router.post(
