@@ -33,11 +33,10 @@ def set_status(session: Session, job: Job, status: str, **data: Any) -> None:
     now = utcnow()
     if status == "running" and job.started_at is None:
         job.started_at = now
+    append_event(session, job, "status", {"status": status, **data})
     if status in TERMINAL:
         job.finished_at = now
         job.eta_seconds = None
-    append_event(session, job, "status", {"status": status, **data})
-    if status in TERMINAL:
         webhooks.enqueue(session, job, job_out(job).model_dump(mode="json"))
 
 

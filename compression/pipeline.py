@@ -9,6 +9,7 @@ attribution, and returns the chosen point with the whole accuracy-vs-size curve.
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,23 +57,38 @@ def compress(
     eval_data: Dataset | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    packed_path: str | Path | None = None,
 ) -> Result:
+    """Compress ``model``; the packed file of the result is measured for the report and, with
+    ``packed_path``, kept there (so its reported size is the size of that very file)."""
     monitor = Monitor(progress, should_cancel)
     splits = _splits(model, data, eval_data, spec)
     with monitor.within(0.0, 0.1), monitor.enter("evaluating"):
         before = measure(
             model.module, model.input_shape, splits.evaluation, spec.evaluation, monitor
         )
-    if spec.sweep is None:
-        with monitor.within(0.1, 1.0):
-            return _run(model, spec, splits, before, monitor, {})
-    cache: dict[str, tuple[int, bool, Scores]] = {}
-    points = []
-    share = 0.9 / len(spec.sweep.values)
-    for index, value in enumerate(spec.sweep.values):
-        with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
-            points.append(_run(model, spec.with_sweep_value(value), splits, before, monitor, cache))
-    return _choose(spec, points, before, cache)
+    with tempfile.TemporaryDirectory() as scratch:
+        files = [Path(scratch) / f"point{index}.xaic" for index in range(_points(spec))]
+        if spec.sweep is None:
+            with monitor.within(0.1, 1.0):
+                result, chosen = _run(model, spec, splits, before, monitor, {}, files[0]), 0
+        else:
+            cache: dict[str, tuple[int, bool, Scores]] = {}
+            points = []
+            share = 0.9 / len(spec.sweep.values)
+            for index, value in enumerate(spec.sweep.values):
+                with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
+                    point = spec.with_sweep_value(value)
+                    points.append(_run(model, point, splits, before, monitor, cache, files[index]))
+            result = _choose(spec, points, before, cache)
+            chosen = result.metrics["sweep"]["chosen"]
+        if packed_path is not None:
+            shutil.move(files[chosen], packed_path)
+    return result
+
+
+def _points(spec: Spec) -> int:
+    return 1 if spec.sweep is None else len(spec.sweep.values)
 
 
 def _run(
@@ -82,9 +98,11 @@ def _run(
     before: ModelMetrics,
     monitor: Monitor,
     cache: dict[str, tuple[int, bool, Scores]],
+    packed_path: Path,
 ) -> Result:
-    """Run every step on a fresh copy; ``cache`` carries scores of the unchanged model across
-    sweep points (version 0 of every copy is the same model)."""
+    """Run every step on a fresh copy and write its packed file to ``packed_path``; ``cache``
+    carries scores of the unchanged model across sweep points (version 0 of every copy is the
+    same model)."""
     module = copy.deepcopy(model.module).eval()
     example = model.example_input()
     working = WorkingModel(
@@ -103,7 +121,9 @@ def _run(
         after = measure(
             working.module, model.input_shape, splits.evaluation, spec.evaluation, monitor
         )
-        packed = _packed_bytes(working)
+        packed = save_packed(
+            working.module, working.example, packed_path, working.encodings, working.masks
+        ).total_bytes
     compressed = LoadedModel(working.module, model.input_shape, model.num_classes, model.source)
     first_scores = working.scores[0] if working.scores else None
     rows = layer_table(shapes_before, working.module, first_scores, working.encodings)
@@ -128,15 +148,6 @@ def _run(
         "stage_seconds": dict(monitor.stage_seconds),
     }
     return Result(compressed, metrics, working.scores, working.masks, working.encodings)
-
-
-def _packed_bytes(working: WorkingModel) -> int:
-    """The real size of the packed file (written to a temporary directory and measured)."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "model.xaic"
-        return save_packed(
-            working.module, working.example, path, working.encodings, working.masks
-        ).total_bytes
 
 
 def _choose(

@@ -29,7 +29,6 @@ from api.webhooks import deliver_due
 from compression import compress, load_dataset, load_model
 from compression.errors import Cancelled, CompressionError
 from compression.io import export_onnx, export_pt2
-from compression.packed import save_packed
 from compression.pipeline import Result
 from jobspec import Spec
 from worker.mlflow_logging import log_job
@@ -138,37 +137,29 @@ def _execute(
         else None
     )
     progress.span = (0.05, 0.85)
+    out = workdir / "out"
+    out.mkdir()
     result = compress(
-        model, data, spec, eval_data=eval_data,
+        model, data, spec, eval_data=eval_data, packed_path=out / "model.xaic",
         progress=progress.engine_callback, should_cancel=progress.should_cancel,
     )  # fmt: skip
     progress.enter("exporting", 0.85, 1.0)
-    return _export(resources, job_id, workdir / "out", result, progress)
+    return _export(resources, job_id, out, result, progress)
 
 
 def _export(
     resources: Resources, job_id: str, out: Path, result: Result, progress: JobProgress
 ) -> dict[str, Any]:
-    out.mkdir(parents=True)
+    """Write ONNX, .pt2, scores and metrics beside the packed file compress() left in ``out``,
+    then store them all."""
     module, example = result.model.module, result.model.example_input()
     check = export_onnx(module, example, out / "model.onnx")
-    progress.update("exporting", 0.3, 0.3)
+    progress.update("exporting", 0.4, 0.4)
     export_pt2(module, example, out / "model.pt2")
-    progress.update("exporting", 0.5, 0.5)
-    packed = save_packed(module, example, out / "model.xaic", result.encodings, result.masks)
     progress.update("exporting", 0.7, 0.7)
     onnx = {**asdict(check), "dequantized_weights": bool(result.encodings)}
-    # torch.export names symbolic shapes by a process-wide counter, so two exports of one
-    # model can differ by a byte: the size reported is that of the file handed out.
-    after = {**result.metrics["after"], "packed_bytes": packed.total_bytes}
-    original = result.metrics["before"]["fp32_bytes"]
-    reduction = {**result.metrics["reduction"], "size": original / packed.total_bytes}
-    metrics = {
-        **result.metrics,
-        "after": after,
-        "reduction": reduction,
-        "export": {"onnx": onnx, "packed": {"bytes": packed.total_bytes, "format": "xaic"}},
-    }
+    packed = {"bytes": result.metrics["after"]["packed_bytes"], "format": "xaic"}
+    metrics = {**result.metrics, "export": {"onnx": onnx, "packed": packed}}
     tensors = {
         f"scoring{index}.{layer}.{part}": tensor.contiguous()
         for index, scores in enumerate(result.scores)
