@@ -94,9 +94,12 @@ def _score(
 
 
 def _importance(
-    how: str, names: list[str], working: WorkingModel, scores: Scores | None
-) -> dict[str, torch.Tensor | None]:
+    working: WorkingModel, how: str, names: list[str], criterion: Criterion, data: Dataset,
+    monitor: Monitor,
+) -> dict[str, torch.Tensor | None]:  # fmt: skip
+    """Per-weight importance: the criterion's scores, |w|, or None (all weights alike)."""
     if how == "relevance":
+        scores = _score(working, criterion, data, monitor, True)
         return {name: scores[name].weights for name in names}
     if how == "magnitude":
         return {name: working.layers[name].weight.detach().abs().cpu() for name in names}
@@ -143,10 +146,7 @@ def _share_weights(
         for name in select_layers(working.layers, step.type, step.layer_types, step.layers)
         if name not in working.encodings
     ]
-    scores = (
-        _score(working, criterion, data, monitor, True) if step.weighting == "relevance" else None
-    )
-    importance = _importance(step.weighting, names, working, scores)
+    importance = _importance(working, step.weighting, names, criterion, data, monitor)
     clusters = {}
     for index, name in enumerate(names):
         k = step.layer_clusters.get(name, step.clusters)
@@ -169,10 +169,7 @@ def _quantize_mixed(
         for name in select_layers(working.layers, step.type, step.layer_types, step.layers)
         if not isinstance(working.encodings.get(name), SharedWeights)
     ]
-    scores = (
-        _score(working, criterion, data, monitor, True) if step.allocation == "relevance" else None
-    )
-    importance = _importance(step.allocation, names, working, scores)
+    importance = _importance(working, step.allocation, names, criterion, data, monitor)
     layers = {
         name: (
             working.layers[name].weight.detach().cpu(),
