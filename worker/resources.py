@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_sessionmaker
+from api.models import DatasetRecord, ModelRecord
 from api.settings import Settings, get_settings
 from api.storage import Storage, make_storage
 
@@ -21,6 +23,13 @@ class Resources:
 
 def build_resources(settings: Settings) -> Resources:
     return Resources(settings, make_sessionmaker(make_engine(settings)), make_storage(settings))
+
+
+def fetch(resources: Resources, record: ModelRecord | DatasetRecord, workdir: Path) -> Path:
+    """Download an upload into ``workdir`` under its own name (a folder per record id)."""
+    path = workdir / record.id / record.filename
+    resources.storage.download_to(record.storage_key, path)
+    return path
 
 
 @lru_cache

@@ -33,7 +33,7 @@ from compression.pipeline import Result
 from jobspec import Spec
 from worker.mlflow_logging import log_job
 from worker.progress import Heartbeat, JobProgress
-from worker.resources import Resources
+from worker.resources import Resources, fetch
 
 log = logging.getLogger("worker.runner")
 
@@ -105,12 +105,6 @@ def _end(resources: Resources, job_id: str, status: str, code: str = "", message
     return status
 
 
-def _download(resources: Resources, record: ModelRecord | DatasetRecord, workdir: Path) -> Path:
-    path = workdir / record.id / record.filename
-    resources.storage.download_to(record.storage_key, path)
-    return path
-
-
 def _execute(
     resources: Resources, job_id: str, workdir: Path, progress: JobProgress
 ) -> dict[str, Any]:
@@ -126,13 +120,13 @@ def _execute(
             session.get(DatasetRecord, job.eval_dataset_id) if job.eval_dataset_id else None
         )
     model = load_model(
-        str(_download(resources, model_record, workdir)),
+        str(fetch(resources, model_record, workdir)),
         architecture=model_record.architecture,
         architecture_args=model_record.architecture_args,
     )
-    data = load_dataset(str(_download(resources, data_record, workdir)), model.input_shape)
+    data = load_dataset(str(fetch(resources, data_record, workdir)), model.input_shape)
     eval_data = (
-        load_dataset(str(_download(resources, eval_record, workdir)), model.input_shape)
+        load_dataset(str(fetch(resources, eval_record, workdir)), model.input_shape)
         if eval_record
         else None
     )

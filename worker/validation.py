@@ -18,7 +18,7 @@ from compression.data import dataset_format, load_dataset
 from compression.errors import CompressionError
 from compression.evaluate import count_macs, count_parameters
 from compression.io import detect_model_format, load_model
-from worker.resources import Resources
+from worker.resources import Resources, fetch
 
 log = logging.getLogger("worker.validation")
 
@@ -37,8 +37,7 @@ def _validate(
         if record is None or record.deleted_at is not None or record.status != "pending":
             return "skipped"
     with tempfile.TemporaryDirectory(prefix=f"{record_id}-") as workdir:
-        path = Path(workdir) / record.filename
-        resources.storage.download_to(record.storage_key, path)
+        path = fetch(resources, record, Path(workdir))
         try:
             found, status, code, message = inspect(path, record), "ready", None, None
         except CompressionError as exc:
