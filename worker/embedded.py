@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -46,8 +47,8 @@ class InProcessDispatcher:
         self.tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._work, daemon=True, name="embedded-worker")
-        self.reaper = threading.Thread(target=self._reap, daemon=True, name="embedded-reaper")
-        self.sender = threading.Thread(target=self._send, daemon=True, name="embedded-webhooks")
+        self.reaper = self._periodic("embedded-reaper", REAP_INTERVAL, self._reap)
+        self.sender = self._periodic("embedded-webhooks", WEBHOOK_INTERVAL, self._send)
 
     def start(self) -> InProcessDispatcher:
         self.thread.start()
@@ -70,7 +71,7 @@ class InProcessDispatcher:
         self.tasks.join()
 
     def stop(self) -> None:
-        """Finish the task at hand, then stop both threads."""
+        """Finish the task at hand, then stop the worker and the periodic threads."""
         self.stopping.set()
         self.tasks.put(None)
         self.thread.join(timeout=60)
@@ -86,18 +87,26 @@ class InProcessDispatcher:
                 self.tasks.task_done()
         self.tasks.task_done()
 
+    def _periodic(self, name: str, interval: float, action: Callable[[], None]) -> threading.Thread:
+        """A thread running ``action`` every ``interval`` seconds until stop(); a failed round
+        is logged and the next one runs anyway."""
+
+        def loop() -> None:
+            while not self.stopping.wait(interval):
+                try:
+                    action()
+                except Exception:
+                    log.exception("%s round failed", name)
+
+        return threading.Thread(target=loop, daemon=True, name=name)
+
     def _send(self) -> None:
-        """Webhook deliveries that are due (first attempts and retries), every second."""
-        while not self.stopping.wait(WEBHOOK_INTERVAL):
-            try:
-                deliver_due(self.resources.sessionmaker, self.resources.settings)
-            except Exception:
-                log.exception("webhook delivery round failed")
+        """Webhook deliveries that are due (first attempts and retries)."""
+        deliver_due(self.resources.sessionmaker, self.resources.settings)
 
     def _reap(self) -> None:
-        while not self.stopping.wait(REAP_INTERVAL):
-            for job_id in reap(self.resources):
-                self.submit(RUN_JOB, job_id)
+        for job_id in reap(self.resources):
+            self.submit(RUN_JOB, job_id)
 
 
 def migrate(settings: Settings) -> None:
