@@ -134,12 +134,7 @@ def _run(
         "reduction": {**_reduction(before, after), "size": before.fp32_bytes / packed},
         "layers": [row.as_dict() for row in rows],
         "steps": steps,
-        "attribution": {
-            "completeness_error": max(working.completeness, default=None),
-            "baseline": spec.attribution.baseline,
-            "target": spec.attribution.deeplift_target,
-            "passes": len(working.scores),
-        },
+        "attribution": _attribution_report(working.completeness, spec, len(working.scores)),
         "data": {
             "training_samples": splits.train.num_samples,
             "calibration_samples": splits.calibration.num_samples,
@@ -148,6 +143,29 @@ def _run(
         "stage_seconds": dict(monitor.stage_seconds),
     }
     return Result(compressed, metrics, working.scores, working.masks, working.encodings)
+
+
+COMPLETENESS_LIMIT = 1e-3
+"""Above this relative completeness error, relevance is not conserved through some operator
+of the model (one without a DeepLIFT rule) and the job says so: scores may mislead."""
+
+
+def _attribution_report(errors: list[float], spec: Spec, passes: int) -> dict[str, Any]:
+    error = max(errors, default=None)
+    report: dict[str, Any] = {
+        "completeness_error": error,
+        "completeness_ok": None if error is None else error <= COMPLETENESS_LIMIT,
+        "baseline": spec.attribution.baseline,
+        "target": spec.attribution.deeplift_target,
+        "passes": passes,
+    }
+    if error is not None and error > COMPLETENESS_LIMIT:
+        report["warning"] = (
+            f"DeepLIFT relevance misses f(x) - f(reference) by {error:.1%} (limit "
+            f"{COMPLETENESS_LIMIT:.1%}): an operator of this model has no conserving rule, so "
+            "relevance scores are approximate; compare with criterion 'auto' or 'l1'"
+        )
+    return report
 
 
 def _choose(

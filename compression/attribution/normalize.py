@@ -6,8 +6,13 @@ used twice (torchvision's ResNet reuses ``self.relu``) or an in-place activation
 silently fall back to the plain gradient. This pass turns each such call into a fresh module
 of its own, so the rule can be applied at every nonlinearity.
 
+The same holds for a product of two tensors that both depend on the input (a squeeze-excite
+gate times its feature map, a gated linear unit): its gradient b * da + a * db does not
+conserve relevance, so each such multiplication becomes a :class:`Product` module of its own
+and gets DeepLIFT's product rule.
+
 The conv, linear and normalisation layers of the result are the original module objects
-(same names, same Parameters); only activation and pooling modules are new.
+(same names, same Parameters); only activation, pooling and product modules are new.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import Tensor, fx, nn
 
 from compression.errors import UnsupportedOperator
 
@@ -32,6 +37,14 @@ ELEMENTWISE_TYPES: tuple[type[nn.Module], ...] = (
 MAXPOOL_TYPES: tuple[type[nn.Module], ...] = (nn.MaxPool1d, nn.MaxPool2d)
 
 RULE_TYPES = ELEMENTWISE_TYPES + MAXPOOL_TYPES
+
+
+class Product(nn.Module):
+    """``a * b`` where both factors depend on the input; a call of its own so that DeepLIFT's
+    product rule (``rules.ProductRule``) can split the product's change between them."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a * b
 
 
 def _module(kind: Callable[..., nn.Module]) -> Callable[[tuple, dict], nn.Module]:
@@ -118,8 +131,9 @@ def _graph_module(model: nn.Module) -> fx.GraphModule:
 def normalize(model: nn.Module) -> fx.GraphModule:
     """A graph of ``model`` in which each nonlinearity call has its own module.
 
-    New modules are named ``nonlinearity_<i>`` in execution order; the returned mapping
-    ``gm.nonlinearities`` lists them.
+    New modules are named ``nonlinearity_<i>`` (activations, pooling) and ``product_<i>``
+    (products of two input-dependent tensors) in execution order; ``gm.nonlinearities``
+    lists them all: every module that needs a DeepLIFT rule.
     """
     gm = _graph_module(model)
     names: list[str] = []
@@ -136,6 +150,7 @@ def normalize(model: nn.Module) -> fx.GraphModule:
         gm.graph.erase_node(node)
         names.append(name)
     _merge_silu(gm)
+    names += _isolate_products(gm)
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.recompile()
@@ -154,7 +169,7 @@ def _replacement(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return None
 
 
-MULTIPLY = {operator.mul, torch.mul}
+MULTIPLY = {operator.mul, torch.mul, torch.ops.aten.mul.Tensor}
 
 
 def _merge_silu(gm: fx.GraphModule) -> None:
@@ -178,9 +193,43 @@ def _is_sole_sigmoid_of(gm: fx.GraphModule, gate: object, data: object, user: fx
     return isinstance(gm.get_submodule(str(gate.target)), nn.Sigmoid) and gate.args[0] is data
 
 
+def _input_dependent(gm: fx.GraphModule) -> set[fx.Node]:
+    """Nodes whose value changes with the input (weights and constants do not)."""
+    dependent: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" or any(arg in dependent for arg in node.all_input_nodes):
+            dependent.add(node)
+    return dependent
+
+
+def _isolate_products(gm: fx.GraphModule) -> list[str]:
+    """Give each product of two input-dependent tensors a :class:`Product` module.
+
+    A product with a weight or a constant is linear in the input and keeps its gradient.
+    """
+    dependent = _input_dependent(gm)
+    names: list[str] = []
+    for node in list(gm.graph.nodes):
+        if len(node.args) != 2 or node.kwargs or not _is_multiply(gm, node):
+            continue
+        if not all(isinstance(arg, fx.Node) and arg in dependent for arg in node.args):
+            continue
+        name = f"product_{len(names)}"
+        gm.add_submodule(name, Product())
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(name, tuple(node.args))
+        call.meta = dict(node.meta)
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        names.append(name)
+    return names
+
+
 def _is_multiply(gm: fx.GraphModule, node: fx.Node) -> bool:
     if node.op == "call_function":
         return node.target in MULTIPLY
+    if node.op == "call_method":
+        return node.target == "mul"
     if node.op == "call_module":
         module = gm.get_submodule(str(node.target))
         return (

@@ -1,7 +1,8 @@
 """Modules that stand in for nonlinearities while DeepLIFT runs.
 
-Each wraps the original activation or pooling module. In the reference pass it records its
-input and output; in the attribution pass it applies the matching rule against them.
+Each wraps the original activation, pooling or product module. In the reference pass it
+records its inputs and output; in the attribution pass it applies the matching rule against
+them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from contextlib import contextmanager
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from compression.attribution.normalize import ELEMENTWISE_TYPES, MAXPOOL_TYPES
-from compression.attribution.rules import MaxPoolRule, Rescale
+from compression.attribution.normalize import ELEMENTWISE_TYPES, MAXPOOL_TYPES, Product
+from compression.attribution.rules import MaxPoolRule, ProductRule, Rescale
 
 
 class RuleModule(nn.Module):
@@ -23,17 +24,17 @@ class RuleModule(nn.Module):
         self.recording = False
         self.reference: tuple[Tensor, ...] | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, *inputs: Tensor) -> Tensor:
         if self.recording:
-            return self._record(x)
+            return self._record(*inputs)
         if self.reference is None:
             raise RuntimeError("the reference pass must run before the attribution pass")
-        return self._apply(x)
+        return self._apply(*inputs)
 
-    def _record(self, x: Tensor) -> Tensor:
+    def _record(self, *inputs: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _apply(self, x: Tensor) -> Tensor:
+    def _apply(self, *inputs: Tensor) -> Tensor:
         raise NotImplementedError
 
 
@@ -66,7 +67,24 @@ class MaxPoolModule(RuleModule):
         return MaxPoolRule.apply(x, x_ref, y_ref, ref_indices, self._pool)
 
 
+class ProductModule(RuleModule):
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+            return a * b  # a traced size (x.size(1)) is input-dependent in the graph only
+        return super().forward(a, b)
+
+    def _record(self, a: Tensor, b: Tensor) -> Tensor:
+        self.reference = (a.detach(), b.detach())
+        return a * b
+
+    def _apply(self, a: Tensor, b: Tensor) -> Tensor:
+        a_ref, b_ref = self.reference
+        return ProductRule.apply(a, b, a_ref, b_ref)
+
+
 def _rule_for(module: nn.Module) -> RuleModule:
+    if isinstance(module, Product):
+        return ProductModule(module)
     if isinstance(module, MAXPOOL_TYPES):
         return MaxPoolModule(module)
     if isinstance(module, ELEMENTWISE_TYPES):

@@ -3,7 +3,8 @@
 For a nonlinearity y = f(x), DeepLIFT's Rescale rule replaces f'(x) by the secant
 m = (f(x) - f(x')) / (x - x') between the input and its reference x', so that
 m * (x - x') = f(x) - f(x') exactly and relevance is conserved layer by layer. Linear layers
-need no rule: their gradient already is the multiplier. Max pooling gets its own rule.
+need no rule: their gradient already is the multiplier. Max pooling and products of two
+input-dependent tensors get rules of their own.
 
 The reference tensors come from a separate forward pass (often a single reference sample
 broadcast to the batch), so only the real inputs are pushed through autograd.
@@ -95,3 +96,35 @@ class MaxPoolRule(torch.autograd.Function):
         gradient = _scatter_to_inputs(grad_out, indices, x.shape)
         multiplied = torch.where(large, moved / torch.where(large, delta_in, 1.0), gradient)
         return multiplied, None, None, None, None
+
+
+class ProductRule(torch.autograd.Function):
+    """y = a * b of two input-dependent factors, with relevance conserved.
+
+    The gradient (b, a) does not conserve: b * da + a * db misses ab - a'b' by da * db. The
+    product's change is split symmetrically between the factors (the two-player Shapley
+    value, as DeepLIFT's and Shapley's literature do for multiplicative interactions):
+
+        ab - a'b' = (a - a') * (b + b') / 2 + (b - b') * (a + a') / 2,
+
+    which holds exactly, so the multipliers are m_a = (b + b') / 2 and m_b = (a + a') / 2.
+    Where a factor was broadcast (a (N, C, 1, 1) gate over an (N, C, H, W) map), its
+    multiplier is summed back to its shape, as a gradient would be.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor, a_ref: Tensor, b_ref: Tensor) -> Tensor:
+        ctx.save_for_backward(a + a_ref, b + b_ref)
+        ctx.shapes = (a.shape, b.shape)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        a_sum, b_sum = ctx.saved_tensors
+        a_shape, b_shape = ctx.shapes
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = (grad_out * b_sum).mul_(0.5).sum_to_size(a_shape)
+        if ctx.needs_input_grad[1]:
+            grad_b = (grad_out * a_sum).mul_(0.5).sum_to_size(b_shape)
+        return grad_a, grad_b, None, None

@@ -125,4 +125,34 @@ def test_default_deeplift_reports_its_completeness(
     assert metrics["attribution"]["baseline"] == "zeros"
     assert metrics["attribution"]["target"] == "logit"
     assert 0 <= metrics["attribution"]["completeness_error"] < 1e-4
+    assert metrics["attribution"]["completeness_ok"] is True
+    assert "warning" not in metrics["attribution"]
     assert [step["criterion"] for step in metrics["steps"]] == ["deeplift", "deeplift"]
+
+
+class _Normalized(torch.nn.Module):
+    """Divides features by their input-dependent norm: no DeepLIFT rule conserves that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(64, 32)
+        self.fc2 = torch.nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(h / (h.sum(dim=1, keepdim=True) + 1.0))
+
+
+def test_a_job_whose_relevance_is_not_conserved_says_so(digits: Dataset) -> None:
+    torch.manual_seed(0)
+    model = LoadedModel(_Normalized().eval(), (1, 8, 8), 10, "test")
+    spec = Spec.model_validate(
+        {
+            "steps": [{"type": "prune_weights", "sparsity": 0.5}],
+            "evaluation": {"latency_repeats": 3},
+        }
+    )
+    report = compress(model, digits, spec).metrics["attribution"]
+    assert report["completeness_error"] > 1e-3
+    assert report["completeness_ok"] is False
+    assert "no conserving rule" in report["warning"]
