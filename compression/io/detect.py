@@ -7,11 +7,13 @@ import zipfile
 from enum import StrEnum
 from pathlib import PurePosixPath
 
+from compression.data.sniff import sniff
 from compression.errors import UnsupportedFormat
 
 ACCEPTED = (
     "accepted formats: a torch.export archive (.pt2, torch.export.save), an ONNX file "
-    "(.onnx), or safetensors weights with the name of a built-in architecture"
+    "(.onnx, or a .zip/.tar of the .onnx with its external data files), or safetensors "
+    "weights with the name of a built-in architecture"
 )
 
 
@@ -29,6 +31,8 @@ def detect_model_format(path: str) -> ModelFormat:
         size = handle.tell()
     if head.startswith(b"PK\x03\x04"):
         return _zip_format(path)
+    if sniff(path) is not None:
+        return ModelFormat.ONNX  # a tar of an ONNX model and its external data files
     if head[:1] == b"\x80":
         raise UnsupportedFormat(_pickle_message("a pickled file (torch.save, legacy format)"))
     if _is_safetensors(head, size):
@@ -53,6 +57,8 @@ def _zip_format(path: str) -> ModelFormat:
         ) from exc
     if any(name.parent.name == "models" and name.suffix == ".json" for name in names):
         return ModelFormat.PT2
+    if any(name.suffix.lower() == ".onnx" for name in names):
+        return ModelFormat.ONNX  # an ONNX model with its external data files
     if any("code" in name.parts or name.name == "constants.pkl" for name in names):
         raise UnsupportedFormat(
             "TorchScript archives are not accepted: loading one runs code from the file. "

@@ -17,14 +17,25 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
+from compression.data.sniff import sniff
 from compression.errors import InvalidModel, UnsupportedFormat, UnsupportedOperator
 from compression.io.fx_flatten import normalize_flattens
 from compression.io.loaded import LoadedModel
+from compression.io.onnx_archive import HOW_TO_PACK, external_tensors, read_onnx_archive
+from compression.io.onnx_constants import fold_constant_holders
 from compression.io.probe import probe_classifier
+from compression.io.pt2_intake import MAX_EXPANDED_BYTES
 
 TORCHVISION_CONVERTERS = ("nms", "roialign")
 CONVERTIBLE_OPSET = 17
 """Highest default-domain opset for which onnx2torch 1.5 has converters of every common op."""
+
+WHAT_TO_DO = (
+    "Export the classifier without that operator (leave pre- and post-processing out of the "
+    "graph; conv, linear, norm, pooling, activations, add, mul and concat all convert), or "
+    "upload it as a torch.export archive instead: "
+    "torch.export.save(torch.export.export(model, (example,)), 'model.pt2')"
+)
 
 
 def _import_onnx2torch() -> Any:
@@ -38,23 +49,26 @@ def _import_onnx2torch() -> Any:
 
 
 def _read(path: str) -> onnx.ModelProto:
-    try:
-        proto = onnx.load(path, load_external_data=False)
-    except Exception as exc:
-        raise UnsupportedFormat(f"the file is not a readable ONNX model: {exc}") from exc
+    """The model of a plain ``.onnx`` file, or of an archive holding it with its data files."""
+    if sniff(path) is not None:
+        proto = read_onnx_archive(path, MAX_EXPANDED_BYTES)
+    else:
+        try:
+            proto = onnx.load(path, load_external_data=False)
+        except Exception as exc:
+            raise UnsupportedFormat(f"the file is not a readable ONNX model: {exc}") from exc
+        if any(True for _ in external_tensors(proto)):
+            raise InvalidModel(
+                "the ONNX model keeps its weights in external data files (torch.onnx.export "
+                f"writes model.onnx and model.onnx.data); upload them together: {HOW_TO_PACK}"
+            )
     if not proto.graph.node:
         raise InvalidModel("the ONNX model has an empty graph")
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise InvalidModel(
-                "the ONNX model keeps its weights in external data files, which cannot be "
-                "uploaded with it; save it as one file "
-                "(onnx.save_model(model, path, save_as_external_data=False))"
-            )
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise InvalidModel(f"the ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
+    fold_constant_holders(proto)
     return proto
 
 
@@ -62,15 +76,21 @@ def _opset(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def _node_label(node: onnx.NodeProto, index: int) -> str:
+    op = f"{node.domain}.{node.op_type}" if node.domain else node.op_type
+    return f"{op} (node {node.name or f'#{index}'!r})"
+
+
 def _unconvertible(proto: onnx.ModelProto, registry: Any) -> list[str]:
+    """The operators onnx2torch has no converter for, each with the first node using it."""
     opsets = {o.domain or "": o.version for o in proto.opset_import}
-    missing = []
-    for node in proto.graph.node:
+    missing: dict[str, str] = {}
+    for index, node in enumerate(proto.graph.node):
         try:
             registry.get_converter(node.op_type, opsets.get(node.domain or "", 1), node.domain)
         except NotImplementedError:
-            missing.append(f"{node.domain + '.' if node.domain else ''}{node.op_type}")
-    return sorted(set(missing))
+            missing.setdefault(node.op_type, _node_label(node, index))
+    return [missing[op] for op in sorted(missing)]
 
 
 def _relax_reshapes(proto: onnx.ModelProto) -> None:
@@ -98,7 +118,8 @@ def _convertible(proto: onnx.ModelProto, registry: Any) -> onnx.ModelProto:
     missing = _unconvertible(proto, registry)
     if missing:
         raise UnsupportedOperator(
-            f"the model uses operators the engine cannot convert: {', '.join(missing)}"
+            f"the model uses operators the engine cannot convert: {', '.join(missing)} at "
+            f"opset {_opset(proto)}. {WHAT_TO_DO}"
         )
     _relax_reshapes(proto)
     return proto
@@ -120,6 +141,30 @@ def _input_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
     return tuple(int(dim.dim_value) for dim in dims)
 
 
+def _conversion_error(proto: onnx.ModelProto, error: Exception) -> UnsupportedOperator:
+    """Name the first node onnx2torch cannot convert, by converting the nodes one by one."""
+    from onnx2torch.node_converters import get_converter
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    graph = OnnxGraph(proto.graph)
+    opsets = {o.domain: o.version for o in proto.opset_import}
+    culprit, reason = "an unidentified node", f"{type(error).__name__}: {error}"
+    nodes = zip(proto.graph.node, graph.nodes.values(), strict=True)
+    for index, (node, onnx_node) in enumerate(nodes):
+        try:
+            converter = get_converter(
+                domain=onnx_node.domain, operation_type=onnx_node.operation_type,
+                version=opsets[onnx_node.domain],
+            )  # fmt: skip
+            converter(onnx_node, graph)
+        except Exception as exc:
+            culprit, reason = _node_label(node, index), f"{type(exc).__name__}: {exc}"
+            break
+    return UnsupportedOperator(
+        f"the ONNX model could not be converted at {culprit}: {reason}. {WHAT_TO_DO}"
+    )
+
+
 def load_onnx(path: str) -> LoadedModel:
     """Read, check, convert and probe an ONNX classifier."""
     onnx2torch, registry = _import_onnx2torch()
@@ -128,10 +173,9 @@ def load_onnx(path: str) -> LoadedModel:
     proto = _convertible(proto, registry)
     try:
         gm = onnx2torch.convert(proto)
-    except NotImplementedError as exc:
-        raise UnsupportedOperator(f"the ONNX model cannot be converted: {exc}") from exc
     except Exception as exc:
-        raise InvalidModel(f"the ONNX model could not be converted: {exc}") from exc
+        raise _conversion_error(proto, exc) from exc
+    del proto
     loaded = LoadedModel(gm.eval(), input_shape, probe_classifier(gm, input_shape), "onnx")
     normalize_flattens(gm, loaded.example_input())
     return loaded

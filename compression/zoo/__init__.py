@@ -15,6 +15,8 @@ from torch import nn
 
 from compression.errors import InvalidModel
 from compression.zoo.cnn1d import CNN1d, CNN1dArgs
+from compression.zoo.imagenet import BUILDERS as IMAGENET_BUILDERS
+from compression.zoo.imagenet import ImageNetArgs
 from compression.zoo.lenet import LeNet5, LeNet5Args
 from compression.zoo.mlp import MLPArgs, mlp
 from compression.zoo.resnet import ResNet, ResNetArgs
@@ -43,6 +45,7 @@ ARCHITECTURES: Mapping[str, Architecture] = {
     "vgg": Architecture(VGGArgs, VGG),
     "resnet20": _resnet(20),
     "resnet56": _resnet(56),
+    **{name: Architecture(ImageNetArgs, build) for name, build in IMAGENET_BUILDERS.items()},
 }
 
 
