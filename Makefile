@@ -1,4 +1,6 @@
 PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
@@ -15,7 +17,7 @@ install: $(BIN)/activate
 	$(PIP) -e client
 
 run: install
-	$(BIN)/python -m worker.embedded
+	$(BIN)/python -m launcher.embedded --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
-from api.auth import project_for_key
-from api.dispatch import Dispatcher
-from api.settings import Settings
-from api.storage import Storage
+from core.dispatch import Dispatcher
+from core.keys import project_for_key
+from core.settings import Settings
+from core.storage import Storage
 
 
-def get_settings(request: Request) -> Settings:
+def settings_of_app(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -39,7 +39,7 @@ def get_project_id(
         return project_for_key(session, authorization)
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings_of_app)]
 SessionDep = Annotated[Session, Depends(get_session)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

@@ -1,22 +1,25 @@
 """The FastAPI application factory. Everything it needs is injected or built from settings.
 
 ``uvicorn api.main:create_app --factory`` serves the distributed deployment (REDIS_URL set);
-``python -m worker.embedded`` serves the embedded one with an in-process worker.
+``python -m launcher.embedded`` serves the embedded one with an in-process worker.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from api import telemetry
-from api.db import make_engine, make_sessionmaker
-from api.dispatch import CeleryDispatcher, Dispatcher
-from api.errors import install_handlers
+from api.problem_details import install_handlers
 from api.routes import health, jobs, webhooks
 from api.routes.uploads import DATASET, MODEL, upload_router
 from api.schemas import PROBLEM_RESPONSES
-from api.settings import Settings, get_settings
-from api.storage import make_storage
+from core.db import make_engine, make_sessionmaker
+from core.dispatch import CeleryDispatcher, Dispatcher
+from core.settings import Settings, get_settings
+from core.storage import make_storage
 
 DESCRIPTION = """
 Compression as a service for neural networks, guided by DeepLIFT relevance.
@@ -32,12 +35,18 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     if dispatcher is None:
         if settings.redis_url is None:
             raise RuntimeError(
-                "REDIS_URL is not set: run the embedded server with `python -m worker.embedded` "
+                "REDIS_URL is not set: run the embedded server with `python -m launcher.embedded` "
                 "(make run), or set REDIS_URL for the distributed deployment"
             )
         dispatcher = CeleryDispatcher(settings.redis_url, settings.queue_name)
-    app = FastAPI(title="xai-compress", version="0.1.0", description=DESCRIPTION)
     engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # return every pooled connection when the server stops
+
+    app = FastAPI(title="xai-compress", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)

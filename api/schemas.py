@@ -7,10 +7,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models import (
+from core.job_view import ErrorInfo, error_info
+from core.tables import (
     Artifact,
     DatasetRecord,
-    Job,
     JobEvent,
     ModelRecord,
     WebhookAttempt,
@@ -52,11 +52,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         422: "The request is invalid (`validation_error`), with field errors.",
     }.items()
 }
-
-
-class ErrorInfo(BaseModel):
-    code: str
-    message: str
 
 
 class Page(BaseModel, Generic[T]):
@@ -141,26 +136,6 @@ class JobCreate(Spec):
     mlflow: MlflowTarget | None = None
 
 
-class JobOut(BaseModel):
-    object: Literal["job"] = "job"
-    id: str
-    status: Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-    stage: str | None
-    progress: float
-    eta_seconds: float | None
-    error: ErrorInfo | None
-    metrics: dict[str, Any] | None
-    model_id: str
-    dataset_id: str
-    eval_dataset_id: str | None
-    spec: dict[str, Any]
-    metadata: dict[str, Any]
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
 WebhookEvent = Literal["job.succeeded", "job.failed", "job.cancelled"]
 
 
@@ -220,10 +195,6 @@ class ArtifactOut(BaseModel):
     created_at: datetime
 
 
-def _error(code: str | None, message: str | None) -> ErrorInfo | None:
-    return ErrorInfo(code=code, message=message or "") if code else None
-
-
 def _upload_fields(record: ModelRecord | DatasetRecord) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -232,7 +203,7 @@ def _upload_fields(record: ModelRecord | DatasetRecord) -> dict[str, Any]:
         "size_bytes": record.size_bytes,
         "sha256": record.sha256,
         "status": record.status,
-        "error": _error(record.error_code, record.error_message),
+        "error": error_info(record.error_code, record.error_message),
         "format": record.format,
         "created_at": record.created_at,
     }
@@ -257,27 +228,6 @@ def dataset_out(record: DatasetRecord) -> DatasetOut:
         num_classes=record.num_classes,
         sample_shape=record.sample_shape,
         classes=record.classes,
-    )
-
-
-def job_out(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id,
-        status=job.status,
-        stage=job.stage,
-        progress=job.progress,
-        eta_seconds=job.eta_seconds,
-        error=_error(job.error_code, job.error_message),
-        metrics=job.metrics,
-        model_id=job.model_id,
-        dataset_id=job.dataset_id,
-        eval_dataset_id=job.eval_dataset_id,
-        spec=job.spec,
-        metadata=job.job_metadata,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
     )
 
 

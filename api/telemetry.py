@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from api.models import Job
+from core.tables import Job
 
 STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 RECENT_JOBS = 1000

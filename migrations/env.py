@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from api.models import Base
-from api.settings import Settings
+from core.settings import Settings
+from core.tables import Base
 
 config = context.config
 if not config.get_main_option("sqlalchemy.url"):

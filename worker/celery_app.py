@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from api.settings import get_settings
-from api.webhooks import deliver_due
+from core.settings import get_settings
+from core.webhook_delivery import deliver_due
 from worker.reaper import reap
 from worker.resources import default_resources
 from worker.tasks import DELIVER_WEBHOOKS, HANDLERS, REAP, RUN_JOB

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 
-from api.job_state import fail, set_status
-from api.models import Job, utcnow
+from core.job_state import fail, set_status
+from core.tables import Job, utcnow
 from worker.resources import Resources
 
 MAX_ATTEMPTS = 3

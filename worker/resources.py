@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, make_sessionmaker
-from api.models import DatasetRecord, ModelRecord
-from api.settings import Settings, get_settings
-from api.storage import Storage, make_storage
+from core.db import make_engine, make_sessionmaker
+from core.settings import Settings, get_settings
+from core.storage import Storage, make_storage
+from core.tables import DatasetRecord, ModelRecord
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,10 @@ class Resources:
     settings: Settings
     sessionmaker: sessionmaker[Session]
     storage: Storage
+
+    def close(self) -> None:
+        """Return the pooled database connections (a process that is done with them)."""
+        self.sessionmaker.kw["bind"].dispose()
 
 
 def build_resources(settings: Settings) -> Resources:

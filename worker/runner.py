@@ -22,17 +22,17 @@ import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
 
-from api.ids import new_id
-from api.job_state import TERMINAL, append_event, fail, set_status
-from api.models import Artifact, DatasetRecord, Job, ModelRecord, utcnow
-from api.webhooks import deliver_due
 from compression import compress, load_dataset, load_model
 from compression.errors import Cancelled, CompressionError
 from compression.io import export_onnx, export_pt2
 from compression.pipeline import Result
+from core.ids import new_id
+from core.job_state import TERMINAL, append_event, fail, set_status
+from core.tables import Artifact, DatasetRecord, Job, ModelRecord, utcnow
+from core.webhook_delivery import deliver_due
 from jobspec import Spec
+from worker.job_progress import Heartbeat, JobProgress
 from worker.mlflow_logging import log_job
-from worker.progress import Heartbeat, JobProgress
 from worker.resources import Resources, fetch
 
 log = logging.getLogger("worker.runner")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from api.dispatch import RUN_JOB, VALIDATE_DATASET, VALIDATE_MODEL
+from core.dispatch import RUN_JOB, VALIDATE_DATASET, VALIDATE_MODEL
 from worker.resources import Resources
 from worker.runner import run_job
 from worker.validation import validate_dataset, validate_model

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from api.models import DatasetRecord, ModelRecord
 from compression.data import dataset_format, load_dataset
 from compression.errors import CompressionError
 from compression.evaluate import count_macs, count_parameters
 from compression.io import detect_model_format, load_model
+from core.tables import DatasetRecord, ModelRecord
 from worker.resources import Resources, fetch
 
 log = logging.getLogger("worker.validation")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import Problem
+from core.problems import Problem
 
 router = APIRouter(tags=["health"])
 

@@ -16,23 +16,15 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DispatcherDep, ProjectDep, SessionDep, StorageDep
-from api.dispatch import RUN_JOB
-from api.errors import Problem, not_found
-from api.ids import new_id
-from api.job_state import TERMINAL, append_event, request_cancel
-from api.models import Artifact, DatasetRecord, IdempotencyKey, Job, JobEvent, ModelRecord
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
-from api.schemas import (
-    ArtifactOut,
-    EventOut,
-    JobCreate,
-    JobOut,
-    Page,
-    artifact_out,
-    event_out,
-    job_out,
-)
+from api.schemas import ArtifactOut, EventOut, JobCreate, Page, artifact_out, event_out
+from core.dispatch import RUN_JOB
+from core.ids import new_id
+from core.job_state import TERMINAL, append_event, request_cancel
+from core.job_view import JobOut, job_out
+from core.problems import Problem, not_found
+from core.tables import Artifact, DatasetRecord, IdempotencyKey, Job, JobEvent, ModelRecord
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from api.errors import not_found
+from core.problems import not_found
 
 T = TypeVar("T")
 

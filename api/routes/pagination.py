@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from api.errors import Problem
+from core.problems import Problem
 
 MAX_LIMIT = 100
 

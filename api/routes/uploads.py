@@ -17,16 +17,16 @@ from sqlalchemy import exists, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
-from api.dispatch import VALIDATE_DATASET, VALIDATE_MODEL
-from api.errors import Problem
-from api.ids import new_id
-from api.job_state import ACTIVE
-from api.models import DatasetRecord, Job, ModelRecord, utcnow
+from api.multipart import receive_upload
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import DatasetOut, ModelOut, Page, dataset_out, model_out
-from api.settings import Settings
-from api.uploads import receive_upload
+from core.dispatch import VALIDATE_DATASET, VALIDATE_MODEL
+from core.ids import new_id
+from core.job_state import ACTIVE
+from core.problems import Problem
+from core.settings import Settings
+from core.tables import DatasetRecord, Job, ModelRecord, utcnow
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from api.deps import ProjectDep, SessionDep, SettingsDep
-from api.ids import new_id
-from api.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import DeliveryOut, Page, WebhookCreate, WebhookOut, delivery_out, webhook_out
-from api.webhooks import check_url, new_secret
+from core.ids import new_id
+from core.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from core.webhook_delivery import check_url, new_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth import create_key, create_project
 from api.main import create_app
-from api.settings import Settings
+from core.keys import create_key, create_project
+from core.settings import Settings
 from tests.api.helpers import settle, upload
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 from worker.resources import build_resources
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 
 PROBLEM = "application/problem+json"
 

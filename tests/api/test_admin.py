@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from api import admin
-from api.settings import get_settings
+from core import admin
+from core.settings import get_settings
 from tests.api.helpers import assert_problem
 
 

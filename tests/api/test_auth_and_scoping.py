@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.auth import hash_key
-from api.models import ApiKey
+from core.keys import hash_key
+from core.tables import ApiKey
 from tests.api.helpers import assert_problem, upload
 
 

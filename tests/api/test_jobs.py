@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
 from tests.api.helpers import assert_problem, settle, upload, wait_for
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 
 SPEC = {
     "steps": [

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 
 from tests.api.helpers import settle, upload, wait_for
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 
 
 def test_a_job_logs_and_registers_its_model_in_mlflow(

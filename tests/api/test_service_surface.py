@@ -9,9 +9,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from core.settings import Settings
 from tests.api.helpers import assert_problem
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -58,8 +58,8 @@ def test_the_api_process_never_imports_torch(settings: Settings) -> None:
     script = (
         "import sys\n"
         "from api.main import create_app\n"
-        "from api.settings import Settings\n"
-        "from api.dispatch import CeleryDispatcher\n"
+        "from core.settings import Settings\n"
+        "from core.dispatch import CeleryDispatcher\n"
         f"app = create_app(Settings(database_url={settings.resolved_database_url!r}, "
         "redis_url='redis://127.0.0.1:6379/15'))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

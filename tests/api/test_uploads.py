@@ -9,7 +9,7 @@ import pickle
 from fastapi.testclient import TestClient
 
 from tests.api.helpers import assert_problem, settle, upload
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 
 
 def test_model_upload_is_hashed_stored_and_validated(
@@ -129,7 +129,7 @@ def test_delete_removes_the_record_and_the_file(
     settle(client, dispatcher)
     storage = client.app.state.storage
     with client.app.state.sessionmaker() as session:
-        from api.models import DatasetRecord
+        from core.tables import DatasetRecord
 
         key = session.get(DatasetRecord, created["id"]).storage_key
     assert storage.exists(key)

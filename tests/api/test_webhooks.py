@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from core.settings import Settings
 from tests.api.helpers import assert_problem, wait_for
-from worker.embedded import InProcessDispatcher
+from worker.in_process import InProcessDispatcher
 
 SPEC = {
     "steps": [{"type": "prune_filters", "ratio": 0.5}],
@@ -120,7 +120,7 @@ def test_event_filters_and_cancelled_jobs(
     dispatcher.stop()  # the job stays queued, so cancelling it is immediate
     job = client.post("/v1/jobs", json={**uploaded, **SPEC}).json()
     client.post(f"/v1/jobs/{job['id']}/cancel")
-    from api.webhooks import deliver_due
+    from core.webhook_delivery import deliver_due
 
     deliver_due(client.app.state.sessionmaker, client.app.state.settings)
     assert len(receiver.requests) == 1

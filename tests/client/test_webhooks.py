@@ -10,7 +10,7 @@ import pytest
 from xai_compress_client import Client, Dataset, JobFailed, Model, WebhookVerificationError
 from xai_compress_client.webhooks import sign, verify
 
-from api.webhooks import sign as server_sign
+from core.webhook_delivery import sign as server_sign
 from tests.client.conftest import FAILING, FAST
 from tests.client.loopback import Reply, ScriptedServer
 

@@ -19,7 +19,7 @@ class EmbeddedServer:
         self.url = f"http://127.0.0.1:{port}"
         self.log = workdir / "server.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.embedded", "--port", str(port)],
+            [sys.executable, "-m", "launcher.embedded", "--port", str(port)],
             cwd=workdir,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdout=self.log.open("w"),

@@ -4,6 +4,7 @@ Redis, Postgres as the source of truth. A worker killed mid-job loses nothing.""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,19 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from api.auth import create_key, create_project
-from api.dispatch import RUN_JOB
 from api.main import create_app
-from api.settings import Settings
+from core.dispatch import RUN_JOB
+from core.keys import create_key, create_project
+from core.settings import Settings
 from tests.api.helpers import upload, wait_for
 from tests.conftest import REDIS, ROOT
 from worker.reaper import reap
 from worker.resources import build_resources
 
 BROKER = f"{REDIS}/14"
+QUEUE = f"compress-test-{secrets.token_hex(4)}"  # runs on the same Redis never share tasks
 SPEC = {
     "steps": [{"type": "prune_filters", "ratio": 0.5}],
     "attribution": {"samples": 128},
@@ -34,8 +35,8 @@ SPEC = {
 
 @pytest.fixture
 def settings(clean_postgres: str, tmp_path: Path) -> Settings:
-    redis.Redis.from_url(BROKER).flushdb()
     return Settings(
+        queue_name=QUEUE,
         database_url=clean_postgres,
         redis_url=BROKER,
         data_dir=tmp_path / "data",
@@ -55,11 +56,12 @@ class Worker:
             "STORAGE_PATH": str(settings.resolved_storage_path),
             "DATA_DIR": str(settings.data_dir),
             "STALE_JOB_SECONDS": str(settings.stale_job_seconds),
+            "QUEUE_NAME": QUEUE,
         }
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-             "--queues", "compress", "--concurrency", "1", "--loglevel", "INFO",
+             "--queues", QUEUE, "--concurrency", "1", "--loglevel", "INFO",
              "--without-gossip", "--without-mingle", "--hostname", f"test-{log.stem}@%h"],
             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -20,7 +20,7 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
-from api.errors import Problem
+from core.problems import Problem
 
 MAX_FIELD_BYTES = 64 * 1024
 FILE_FIELD = "file"

@@ -1,8 +1,8 @@
 """Admin commands: create projects and API keys (the key is printed once, never stored).
 
-python -m api.admin create-project NAME
-python -m api.admin create-key PROJECT_NAME [--name LABEL]
-python -m api.admin revoke-key KEY_ID
+python -m core.admin create-project NAME
+python -m core.admin create-key PROJECT_NAME [--name LABEL]
+python -m core.admin revoke-key KEY_ID
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import sys
 
 from sqlalchemy import select
 
-from api.auth import create_key, create_project
-from api.db import make_engine, make_sessionmaker
-from api.models import ApiKey, Project, utcnow
-from api.settings import get_settings
+from core.db import make_engine, make_sessionmaker
+from core.keys import create_key, create_project
+from core.settings import get_settings
+from core.tables import ApiKey, Project, utcnow
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m api.admin", description=__doc__.splitlines()[0]
+        prog="python -m core.admin", description=__doc__.splitlines()[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     project = commands.add_parser("create-project", help="create a project and its first key")

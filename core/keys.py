@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import Problem
-from api.ids import new_id
-from api.models import ApiKey, Project
+from core.ids import new_id
+from core.problems import Problem
+from core.tables import ApiKey, Project
 
 
 def hash_key(key: str) -> str:

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details with a stable ``code`` for every error the API returns."""
+"""RFC 9457 problem details: every error the API returns, rendered with its stable ``code``."""
 
 from __future__ import annotations
 
@@ -9,21 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.problems import Problem
+
 PROBLEM_JSON = "application/problem+json"
-
-
-class Problem(Exception):
-    """Raise anywhere in a request to answer with a problem+json body."""
-
-    def __init__(self, status: int, code: str, title: str, detail: str = "", **extra: Any) -> None:
-        super().__init__(detail or title)
-        self.status, self.code, self.title, self.detail, self.extra = (
-            status, code, title, detail, extra,
-        )  # fmt: skip
-
-
-def not_found(kind: str, object_id: str) -> Problem:
-    return Problem(404, "not_found", f"{kind} not found", f"No {kind} with id {object_id!r}.")
 
 
 def problem_response(

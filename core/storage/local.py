@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from api.storage.base import (
+from core.storage.contract import (
     DEFAULT_CHUNK_SIZE,
     ObjectNotFound,
     Storage,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.settings import Settings
-from api.storage.base import (
+from core.settings import Settings
+from core.storage.contract import (
     ObjectNotFound,
     Storage,
     StorageError,
@@ -11,7 +11,7 @@ from api.storage.base import (
     attachment_header,
     validate_key,
 )
-from api.storage.local import LocalStorage
+from core.storage.local import LocalStorage
 
 __all__ = [
     "LocalStorage",
@@ -30,7 +30,7 @@ def make_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "local":
         return LocalStorage(settings.resolved_storage_path)
     # Imported here so the embedded deployment never loads boto3.
-    from api.storage.s3 import S3Storage
+    from core.storage.s3 import S3Storage
 
     return S3Storage(
         endpoint_url=settings.s3_endpoint_url,

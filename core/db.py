@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.settings import Settings
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -50,3 +55,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def upgrade_schema(settings: Settings) -> None:
+    """Bring the database to the newest Alembic revision (idempotent)."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(config, "head")

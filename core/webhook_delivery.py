@@ -25,10 +25,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import Problem
-from api.ids import new_id
-from api.models import Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
-from api.settings import Settings
+from core.ids import new_id
+from core.problems import Problem
+from core.settings import Settings
+from core.tables import Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 
 EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 SECRET_PREFIX = "whsec_"

@@ -12,8 +12,8 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.job_state import append_event
-from api.models import Job, utcnow
+from core.job_state import append_event
+from core.tables import Job, utcnow
 
 ROW_INTERVAL = 0.5
 EVENT_STEP = 0.05

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from api.settings import Settings
-from api.storage import (
+from core.settings import Settings
+from core.storage import (
     LocalStorage,
     ObjectNotFound,
     Storage,
@@ -22,7 +22,7 @@ from api.storage import (
     attachment_header,
     make_storage,
 )
-from api.storage.s3 import S3Storage
+from core.storage.s3 import S3Storage
 
 CHUNK = 1 << 20
 BIG = 3 * CHUNK + 17

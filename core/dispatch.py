@@ -2,7 +2,7 @@
 
 The API only knows this interface. In the distributed deployment it is a Celery client that
 sends tasks *by name* (the API never imports the worker, so never torch); in the embedded
-default the launcher injects an in-process dispatcher from ``worker.embedded``.
+default the launcher injects an in-process dispatcher from ``launcher.embedded``.
 """
 
 from __future__ import annotations

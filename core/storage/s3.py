@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.response import StreamingBody
 
-from api.storage.base import (
+from core.storage.contract import (
     DEFAULT_CHUNK_SIZE,
     ObjectNotFound,
     Storage,

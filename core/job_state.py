@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api import webhooks
-from api.models import Job, JobEvent, utcnow
-from api.schemas import job_out
+from core import webhook_delivery
+from core.job_view import job_out
+from core.tables import Job, JobEvent, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "cancelling"})
@@ -37,7 +37,7 @@ def set_status(session: Session, job: Job, status: str, **data: Any) -> None:
     if status in TERMINAL:
         job.finished_at = now
         job.eta_seconds = None
-        webhooks.enqueue(session, job, job_out(job).model_dump(mode="json"))
+        webhook_delivery.enqueue(session, job, job_out(job).model_dump(mode="json"))
 
 
 def request_cancel(session: Session, job: Job) -> None:

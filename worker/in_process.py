@@ -1,0 +1,95 @@
+"""The embedded deployment's dispatcher: tasks run on a background thread of this process.
+
+The API receives it through the ``Dispatcher`` seam (``core.dispatch``) from the embedded
+launcher, so the API never imports the worker. Housekeeping (the stale-job reaper and the
+webhook sender) runs on periodic threads beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from core.dispatch import RUN_JOB
+from core.webhook_delivery import deliver_due
+from worker.reaper import reap
+from worker.resources import Resources
+from worker.tasks import HANDLERS
+
+log = logging.getLogger("worker.in_process")
+REAP_INTERVAL = 60.0
+WEBHOOK_INTERVAL = 1.0
+
+
+class InProcessDispatcher:
+    """Runs tasks one at a time on a background thread, in submission order."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+        self.tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._work, daemon=True, name="embedded-worker")
+        self.reaper = self._periodic("embedded-reaper", REAP_INTERVAL, self._reap)
+        self.sender = self._periodic("embedded-webhooks", WEBHOOK_INTERVAL, self._send)
+
+    def start(self) -> InProcessDispatcher:
+        self.thread.start()
+        self.reaper.start()
+        self.sender.start()
+        return self
+
+    def submit(self, task: str, record_id: str) -> None:
+        self.tasks.put((task, record_id))
+
+    def check(self) -> None:
+        if not self.thread.is_alive():
+            raise RuntimeError("the embedded worker thread is not running")
+
+    def queue_depth(self) -> int | None:
+        return self.tasks.qsize()
+
+    def join(self) -> None:
+        """Wait until every submitted task has run."""
+        self.tasks.join()
+
+    def stop(self) -> None:
+        """Finish the task at hand, then stop the worker and the periodic threads."""
+        self.stopping.set()
+        self.tasks.put(None)
+        self.thread.join(timeout=60)
+        if self.resources is not None:
+            self.resources.close()
+
+    def _work(self) -> None:
+        while (item := self.tasks.get()) is not None:
+            task, record_id = item
+            try:
+                HANDLERS[task](self.resources, record_id)
+            except Exception:
+                log.exception("task %s(%s) failed", task, record_id)
+            finally:
+                self.tasks.task_done()
+        self.tasks.task_done()
+
+    def _periodic(self, name: str, interval: float, action: Callable[[], None]) -> threading.Thread:
+        """A thread running ``action`` every ``interval`` seconds until stop(); a failed round
+        is logged and the next one runs anyway."""
+
+        def loop() -> None:
+            while not self.stopping.wait(interval):
+                try:
+                    action()
+                except Exception:
+                    log.exception("%s round failed", name)
+
+        return threading.Thread(target=loop, daemon=True, name=name)
+
+    def _send(self) -> None:
+        """Webhook deliveries that are due (first attempts and retries)."""
+        deliver_due(self.resources.sessionmaker, self.resources.settings)
+
+    def _reap(self) -> None:
+        for job_id in reap(self.resources):
+            self.submit(RUN_JOB, job_id)
