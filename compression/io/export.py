@@ -39,7 +39,7 @@ def _batch_dim() -> dict[int, torch.export.Dim]:
     return {0: torch.export.Dim("batch", min=1, max=65536)}
 
 
-def _export_program(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+def export_program(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     try:
         return torch.export.export(module.eval(), (example,), dynamic_shapes=(_batch_dim(),))
     except Exception as exc:
@@ -48,12 +48,12 @@ def _export_program(module: nn.Module, example: torch.Tensor) -> torch.export.Ex
 
 def export_pt2(module: nn.Module, example: torch.Tensor, path: str | Path) -> None:
     """Write a torch.export archive with a dynamic batch dimension (example batch >= 2)."""
-    torch.export.save(_export_program(module, example), str(path))
+    torch.export.save(export_program(module, example), str(path))
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path) -> OnnxCheck:
     """Write an ONNX file, then prove onnxruntime reproduces the torch outputs."""
-    program = _export_program(module, example)
+    program = export_program(module, example)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

@@ -1,41 +1,42 @@
-"""The byte framing of a packed file: a fixed prefix, a JSON header, sections back to back.
+"""The byte framing of a packed file: a fixed prefix, a deflated JSON header, the sections.
 
-    magic b"XAIC" | version u16 | header length u32 | header (UTF-8 JSON) | sections...
+    magic b"XAIC" | version u16 | header length u32 | header (raw deflate of UTF-8 JSON) | ...
 
-All integers little-endian. The framing knows nothing about layers; it only guarantees that
-every section the header names lies exactly inside the file, in order, with nothing missing
-and nothing left over, so a truncated or spliced file is caught before any payload is read.
+All integers little-endian. The sections follow the header back to back in the order
+``section_order`` gives; the framing checks that their lengths add up to exactly the rest of
+the file, so a truncated or spliced file is caught before any payload is decoded.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+import zlib
 
 from pydantic import ValidationError
 
 from compression.errors import InvalidModel
-from compression.packed.header import Header, LayerEntry, Section
+from compression.packed.header import Header, section_order
 
 MAGIC = b"XAIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PREFIX = struct.Struct("<4sHI")
+MAX_HEADER_BYTES = 64 << 20
+"""A header that inflates beyond this is refused (a deflate bomb in 4 bytes of length)."""
 
 
-def assemble(layers: Sequence[LayerEntry], sections: Sequence[tuple[str, bytes]]) -> bytes:
-    """Lay out the sections in the given order and write the header that indexes them."""
-    index: list[Section] = []
-    offset = 0
-    for name, data in sections:
-        index.append(Section(name=name, offset=offset, length=len(data)))
-        offset += len(data)
-    header = Header(sections=index, layers=list(layers)).model_dump_json().encode()
-    prefix = PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
-    return b"".join([prefix, header, *(data for _, data in sections)])
+def assemble(header: Header, sections: list[bytes]) -> bytes:
+    """The file: ``sections`` must be the payloads in ``section_order(header)``."""
+    expected = [stream.length for _, stream in section_order(header)]
+    if [len(data) for data in sections] != expected:
+        raise ValueError("section payloads do not match the lengths the header gives")
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    text = header.model_dump_json(exclude_defaults=True).encode()
+    packed = deflater.compress(text) + deflater.flush()
+    return b"".join([PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)), packed, *sections])
 
 
-def parse(data: bytes) -> tuple[Header, dict[str, bytes]]:
-    """Check the framing and return the header and every section's bytes by name."""
+def parse(data: bytes) -> tuple[Header, list[tuple[str, bytes]]]:
+    """Check the framing; return the header and every section as (name, bytes) in order."""
     if len(data) < PREFIX.size:
         raise InvalidModel(
             f"packed file is truncated: {len(data)} bytes, shorter than its "
@@ -55,38 +56,39 @@ def parse(data: bytes) -> tuple[Header, dict[str, bytes]]:
             f"packed file is truncated inside its header: {len(data)} bytes, the header ends "
             f"at byte {payload_start}"
         )
+    header = _header(data[PREFIX.size : payload_start])
+    sections = []
+    offset = payload_start
+    for name, stream in section_order(header):
+        end = offset + stream.length
+        if end > len(data):
+            raise InvalidModel(
+                f"packed file is truncated: section {name!r} ends at byte {end}, but the file "
+                f"has {len(data)} bytes"
+            )
+        sections.append((name, data[offset:end]))
+        offset = end
+    if offset != len(data):
+        raise InvalidModel(
+            f"packed file has {len(data) - offset} trailing bytes after its last section"
+        )
+    return header, sections
+
+
+def _header(packed: bytes) -> Header:
+    inflater = zlib.decompressobj(-15)
     try:
-        header = Header.model_validate_json(data[PREFIX.size : payload_start])
+        text = inflater.decompress(packed, MAX_HEADER_BYTES + 1)
+    except zlib.error as exc:
+        raise InvalidModel(f"packed file header does not inflate: {exc}") from exc
+    if len(text) > MAX_HEADER_BYTES:
+        raise InvalidModel(f"packed file header inflates beyond {MAX_HEADER_BYTES} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidModel("packed file header is cut short or followed by stray bytes")
+    try:
+        return Header.model_validate_json(text)
     except ValidationError as exc:
         raise InvalidModel(f"packed file header is not valid: {_first_error(exc)}") from exc
-    return header, _sections(header, data, payload_start)
-
-
-def _sections(header: Header, data: bytes, payload_start: int) -> dict[str, bytes]:
-    payload_length = len(data) - payload_start
-    sections: dict[str, bytes] = {}
-    expected = 0
-    for section in header.sections:
-        if section.name in sections:
-            raise InvalidModel(f"packed file names section {section.name!r} twice")
-        if section.offset != expected:
-            raise InvalidModel(
-                f"packed section {section.name!r} starts at {section.offset}, expected "
-                f"{expected}: sections must follow each other without gaps"
-            )
-        expected += section.length
-        if expected > payload_length:
-            raise InvalidModel(
-                f"packed file is truncated: section {section.name!r} ends at payload byte "
-                f"{expected}, but the payload has {payload_length} bytes"
-            )
-        start = payload_start + section.offset
-        sections[section.name] = data[start : start + section.length]
-    if expected != payload_length:
-        raise InvalidModel(
-            f"packed file has {payload_length - expected} trailing bytes after its last section"
-        )
-    return sections
 
 
 def _first_error(exc: ValidationError) -> str:

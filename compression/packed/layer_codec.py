@@ -1,30 +1,30 @@
 """One layer's weight as packed sections, and back.
 
-Kinds: ``shared`` stores a float32 codebook and bit-packed indices (``index_bits`` each);
-``quantized`` stores float32 per-channel scales and bit-packed integers in offset binary
-(``value + max_level``, so codes are non-negative); ``dense`` (a pruned layer with no
-encoding) stores float32 weights.
+Kinds: ``shared`` stores a float32 codebook and ``index_bits``-bit indices; ``quantized``
+stores float32 per-channel scales and integers in offset binary (``value + max_level``, so
+codes are non-negative); ``dense`` (a pruned layer with no encoding) stores float32 weights.
 
-The sparse rule: a masked layer is stored sparse -- a 1-bit-per-weight keep bitmap plus the
-codes of the kept weights only -- when that is smaller than coding every weight, or when no
-code decodes to exactly +0.0 (a shared layer whose codebook lacks +0.0). Otherwise every
-weight is coded and pruned weights get the zero code, so the mask is implied by the weights.
+A pruned layer is stored whichever way is smaller: **dense**, every weight coded with the
+pruned ones at the zero code (possible when some code decodes to exactly +0.0), or
+**sparse**, the kept weights' codes plus their positions as gaps (``relative_index``). Every
+section is then entropy-coded where that pays (``stream_coding``).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 
 from compression.encoding import LayerEncoding, QuantizedWeights, SharedWeights
 from compression.errors import ExportFailed, InvalidModel
-from compression.packed.bitpack import MAX_BITS, pack_bits, packed_size, unpack_bits
-from compression.packed.header import LayerEntry, Role
+from compression.packed.bitpack import MAX_BITS
+from compression.packed.header import ROLES, LayerEntry, Positions, Role, Stream
+from compression.packed.relative_index import best_gap_bits, decode_gaps, encode_gaps
+from compression.packed.stream_coding import decode_bytes, decode_codes, encode_bytes, encode_codes
 
 FLOAT32 = np.dtype("<f4")
-Sections = list[tuple[str, bytes]]
+Coded = dict[str, tuple[Stream, bytes]]
+"""A layer's coded sections by role ("positions" first when sparse)."""
 
 
 def encode_layer(
@@ -32,85 +32,139 @@ def encode_layer(
     weight: torch.Tensor,
     encoding: LayerEncoding | None,
     mask: torch.Tensor | None,
-) -> tuple[LayerEntry, Sections]:
-    """Code one layer's weight and prove the code decodes to it bit for bit; the sections
-    come in the order the header lists them."""
+) -> tuple[LayerEntry, list[bytes]]:
+    """Code one layer's weight and prove the code decodes to it; the payloads come in the
+    order of ``header.section_order``."""
     _check_inputs(name, weight, encoding, mask)
     weight = weight.detach().cpu()
-    fixed: dict[Role, bytes] = {}
-    if isinstance(encoding, SharedWeights):
-        kind, bits, codebook_size = "shared", encoding.index_bits, encoding.codebook.numel()
-        fixed["codebook"] = _floats(encoding.codebook)
-        codes, zero = encoding.indices.reshape(-1).cpu(), _zero_index(encoding.codebook)
-    elif isinstance(encoding, QuantizedWeights):
-        kind, bits, codebook_size = "quantized", encoding.bits, None
-        fixed["scales"] = _floats(encoding.scales)
-        codes = encoding.values.reshape(-1).cpu() + encoding.max_level
-        zero = encoding.max_level
-    else:
-        kind, bits, codebook_size = "dense", None, None
-        codes, zero = weight.reshape(-1), 0.0
-    count = weight.numel()
+    layer = LayerCodes.of(weight, encoding)
     keep = None if mask is None else mask.reshape(-1).cpu()
-    kept = count if keep is None else int(keep.sum())
-    sparse = keep is not None and (
-        zero is None or packed_size(count, 1) + _stored_size(kept, bits) < _stored_size(count, bits)
-    )
-    payload = dict(fixed)
-    if sparse:
-        payload["mask"] = pack_bits(keep, 1)
-        codes = codes[keep]
-    elif keep is not None:
-        codes = torch.where(keep, codes, zero)
-    payload["codes" if bits is not None else "values"] = (
-        _floats(codes) if bits is None else pack_bits(codes, bits)
-    )
+    fixed = {role: encode_bytes(_floats(values)) for role, values in layer.fixed.items()}
+    candidates = []
+    if keep is None or layer.zero is not None or bool(keep.all()):
+        codes = layer.codes if keep is None else torch.where(keep, layer.codes, layer.zero or 0)
+        candidates.append((None, {**fixed, layer.role: layer.encode(codes)}))
+    if keep is not None:
+        positions = torch.nonzero(keep).reshape(-1).numpy()
+        gap_bits = best_gap_bits(positions)
+        gaps = encode_gaps(positions, gap_bits)
+        stream, data = encode_codes(gaps, gap_bits)
+        sparse = {**fixed, layer.role: layer.encode(layer.codes[keep])}
+        sparse["positions"] = (stream, data)
+        candidates.append((Positions(bits=gap_bits, count=gaps.size, stream=stream), sparse))
+    positions, coded = min(candidates, key=lambda c: sum(len(d) for _, d in c[1].values()))
     entry = LayerEntry(
         name=name,
-        kind=kind,
+        kind=layer.kind,
         shape=tuple(weight.shape),
-        dtype="float32",
-        count=count,
-        kept=kept if sparse else count,
-        sparse=sparse,
-        bits=bits,
-        codebook_size=codebook_size,
-        sections={role: f"{name}.{role}" for role in payload},
+        kept=weight.numel() if positions is None else int(keep.sum()),
+        bits=layer.bits,
+        codebook_size=layer.codebook_size,
+        positions=positions,
+        streams={role: coded[role][0] for role in ROLES if role in coded},
     )
-    sections = [(entry.sections[role], data) for role, data in payload.items()]
-    if not torch.equal(decode_layer(entry, dict(sections)), weight):
+    payloads = ([coded["positions"][1]] if positions else []) + [
+        coded[role][1] for role in ROLES if role in coded
+    ]
+    if not torch.equal(decode_layer(entry, payloads), weight):
         raise ExportFailed(
             f"cannot pack layer {name!r}: its weight is not its encoding's dequantize() with "
             "pruned weights exactly 0, so the file would not reproduce the model"
         )
-    return entry, sections
+    return entry, payloads
 
 
-def decode_layer(entry: LayerEntry, sections: dict[str, bytes]) -> torch.Tensor:
-    """Rebuild the float32 weight; every length and code is checked against the header."""
-    data = _layer_sections(entry, sections)
+class LayerCodes:
+    """A layer's weight as one code per weight, whatever its kind."""
+
+    def __init__(
+        self,
+        kind: str,
+        codes: torch.Tensor,
+        bits: int | None,
+        zero: int | float | None,
+        fixed: dict[Role, torch.Tensor],
+        codebook_size: int | None = None,
+    ) -> None:
+        self.kind, self.codes, self.bits, self.zero = kind, codes, bits, zero
+        self.fixed, self.codebook_size = fixed, codebook_size
+        self.role: Role = "values" if bits is None else "codes"
+
+    @classmethod
+    def of(cls, weight: torch.Tensor, encoding: LayerEncoding | None) -> LayerCodes:
+        if isinstance(encoding, SharedWeights):
+            codebook = encoding.codebook.detach().cpu().to(torch.float32)
+            return cls(
+                "shared", encoding.indices.reshape(-1).cpu(), encoding.index_bits,
+                zero_index(codebook), {"codebook": codebook}, codebook.numel(),
+            )  # fmt: skip
+        if isinstance(encoding, QuantizedWeights):
+            codes = encoding.values.reshape(-1).cpu() + encoding.max_level
+            scales = encoding.scales.detach().cpu().to(torch.float32)
+            return cls("quantized", codes, encoding.bits, encoding.max_level, {"scales": scales})
+        return cls("dense", weight.reshape(-1), None, 0.0, {})
+
+    def encode(self, codes: torch.Tensor) -> tuple[Stream, bytes]:
+        if self.bits is None:
+            return encode_bytes(_floats(codes))
+        return encode_codes(codes, self.bits)
+
+
+def decode_layer(entry: LayerEntry, payloads: list[bytes]) -> torch.Tensor:
+    """Rebuild the float32 weight from the layer's payloads (in file order); every length and
+    code is checked against the header."""
+    problem = _entry_problem(entry)
+    if problem:
+        raise InvalidModel(f"packed layer {entry.name!r} is corrupt: {problem}")
+    sections = list(payloads)
     keep = None
-    if entry.sparse:
-        keep = unpack_bits(data["mask"], 1, entry.count).bool()
-        if int(keep.sum()) != entry.kept:
-            raise InvalidModel(
-                f"packed layer {entry.name!r}: its mask keeps {int(keep.sum())} weights, "
-                f"the header says {entry.kept}"
-            )
+    if entry.positions is not None:
+        keep = _keep_mask(entry, sections.pop(0))
+    data = {role: sections.pop(0) for role in ROLES if role in entry.streams}
+    fixed = {
+        role: _read_floats(_bytes(entry, role, data[role], 4 * length))
+        for role, length in _fixed_lengths(entry).items()
+    }
     stored = _stored_levels(entry, data)
     levels = stored
     if keep is not None:
         levels = torch.zeros(entry.count, dtype=stored.dtype)
         levels[keep] = stored
-    weight = _dequantize(entry, data, levels.view(entry.shape))
+    levels = levels.view(entry.shape)
+    if entry.kind == "shared":
+        weight = SharedWeights(fixed["codebook"], levels).dequantize()
+    elif entry.kind == "quantized":
+        assert entry.bits is not None
+        weight = QuantizedWeights(entry.bits, fixed["scales"], levels).dequantize()
+    else:
+        weight = levels
     return weight if keep is None else torch.where(keep.view(entry.shape), weight, 0.0)
+
+
+def _keep_mask(entry: LayerEntry, data: bytes) -> torch.Tensor:
+    assert entry.positions is not None
+    what = f"layer {entry.name!r} positions"
+    gaps = decode_codes(
+        entry.positions.stream, data, entry.positions.bits, entry.positions.count, what
+    )
+    positions = decode_gaps(gaps.numpy(), entry.positions.bits)
+    if positions.size != entry.kept or (positions.size and int(positions[-1]) >= entry.count):
+        last = int(positions[-1]) if positions.size else None
+        raise InvalidModel(
+            f"packed layer {entry.name!r}: its positions name {positions.size} weights (last "
+            f"{last}), the header says {entry.kept} of {entry.count}"
+        )
+    keep = torch.zeros(entry.count, dtype=torch.bool)
+    keep[torch.from_numpy(positions)] = True
+    return keep
 
 
 def _stored_levels(entry: LayerEntry, data: dict[Role, bytes]) -> torch.Tensor:
     """The stored weights as float32 values (dense), indices (shared) or integers."""
     if entry.bits is None:
-        return _read_floats(data["values"])
-    codes = unpack_bits(data["codes"], entry.bits, entry.kept)
+        return _read_floats(_bytes(entry, "values", data["values"], 4 * entry.kept))
+    what = f"layer {entry.name!r} codes"
+    codes = decode_codes(entry.streams["codes"], data["codes"], entry.bits, entry.kept, what)
     limit = entry.codebook_size if entry.kind == "shared" else 2**entry.bits - 1
     if codes.numel() and int(codes.max()) >= limit:
         raise InvalidModel(
@@ -119,76 +173,42 @@ def _stored_levels(entry: LayerEntry, data: dict[Role, bytes]) -> torch.Tensor:
     return codes if entry.kind == "shared" else codes - (2 ** (entry.bits - 1) - 1)
 
 
-def _dequantize(entry: LayerEntry, data: dict[Role, bytes], levels: torch.Tensor) -> torch.Tensor:
+def _bytes(entry: LayerEntry, role: Role, data: bytes, size: int) -> bytes:
+    return decode_bytes(entry.streams[role], data, size, f"layer {entry.name!r} {role}")
+
+
+def _fixed_lengths(entry: LayerEntry) -> dict[Role, int]:
+    """Float32 values in the codebook / scales section."""
     if entry.kind == "shared":
-        return SharedWeights(_read_floats(data["codebook"]), levels).dequantize()
+        return {"codebook": entry.codebook_size or 0}
     if entry.kind == "quantized":
-        assert entry.bits is not None
-        return QuantizedWeights(entry.bits, _read_floats(data["scales"]), levels).dequantize()
-    return levels
-
-
-def _layer_sections(entry: LayerEntry, sections: dict[str, bytes]) -> dict[Role, bytes]:
-    """The layer's sections by role, once the entry is consistent and every length right."""
-    problem = _entry_problem(entry) or _missing(entry, sections) or _wrong_length(entry, sections)
-    if problem:
-        raise InvalidModel(f"packed layer {entry.name!r} is corrupt: {problem}")
-    return {role: sections[name] for role, name in entry.sections.items()}
+        return {"scales": entry.shape[0]}
+    return {}
 
 
 def _entry_problem(entry: LayerEntry) -> str | None:
-    if not entry.shape or math.prod(entry.shape) != entry.count:
-        return f"shape {list(entry.shape)} does not hold {entry.count} weights"
+    if not entry.shape:
+        return "its shape is empty"
     if entry.kept > entry.count or (not entry.sparse and entry.kept != entry.count):
         return f"it stores {entry.kept} of {entry.count} weights"
     if (entry.bits is None) != (entry.kind == "dense"):
         return f"a {entry.kind} layer with bits {entry.bits}"
     if (entry.codebook_size is None) != (entry.kind != "shared") or (
-        entry.codebook_size is not None and entry.bits != _index_bits(entry.codebook_size)
+        entry.codebook_size is not None and entry.bits != index_bits(entry.codebook_size)
     ):
         return f"a {entry.kind} layer with codebook size {entry.codebook_size}, bits {entry.bits}"
-    roles = set(_expected_lengths(entry))
-    if set(entry.sections) != roles:
-        return f"sections {sorted(entry.sections)}, expected {sorted(roles)}"
+    roles = {*_fixed_lengths(entry), "values" if entry.bits is None else "codes"}
+    if set(entry.streams) != roles:
+        return f"sections {sorted(entry.streams)}, expected {sorted(roles)}"
     return None
 
 
-def _missing(entry: LayerEntry, sections: dict[str, bytes]) -> str | None:
-    missing = sorted(set(entry.sections.values()) - set(sections))
-    return f"it names missing sections {missing}" if missing else None
-
-
-def _wrong_length(entry: LayerEntry, sections: dict[str, bytes]) -> str | None:
-    wrong = [
-        f"section {role} has {len(sections[entry.sections[role]])} bytes, expected {length}"
-        for role, length in _expected_lengths(entry).items()
-        if len(sections[entry.sections[role]]) != length
-    ]
-    return "; ".join(wrong) or None
-
-
-def _expected_lengths(entry: LayerEntry) -> dict[Role, int]:
-    lengths: dict[Role, int] = {}
-    if entry.sparse:
-        lengths["mask"] = packed_size(entry.count, 1)
-    if entry.kind == "shared":
-        lengths["codebook"] = FLOAT32.itemsize * (entry.codebook_size or 0)
-    if entry.kind == "quantized":
-        lengths["scales"] = FLOAT32.itemsize * entry.shape[0]
-    lengths["codes" if entry.bits is not None else "values"] = _stored_size(entry.kept, entry.bits)
-    return lengths
-
-
-def _stored_size(count: int, bits: int | None) -> int:
-    return FLOAT32.itemsize * count if bits is None else packed_size(count, bits)
-
-
-def _index_bits(codebook_size: int) -> int:
+def index_bits(codebook_size: int) -> int:
     """``SharedWeights.index_bits`` from the size alone: ceil(log2 k), at least 1."""
     return max(1, (codebook_size - 1).bit_length())
 
 
-def _zero_index(codebook: torch.Tensor) -> int | None:
+def zero_index(codebook: torch.Tensor) -> int | None:
     """The index of a codebook entry that is exactly +0.0 (bit pattern 0), if any."""
     zeros = (codebook.detach().to(torch.float32).view(torch.int32) == 0).nonzero()
     return int(zeros[0]) if zeros.numel() else None

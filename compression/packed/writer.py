@@ -13,11 +13,10 @@ from compression.encoding import LayerEncoding
 from compression.errors import ExportFailed
 from compression.packed.architecture import write_architecture
 from compression.packed.container import PREFIX, assemble
-from compression.packed.header import LayerKind
+from compression.packed.graph_architecture import Inexpressible, write_graph
+from compression.packed.header import Architecture, Header, LayerKind, Stream, section_order
 from compression.packed.layer_codec import encode_layer
-
-ARCHITECTURE = "architecture"
-"""The section holding the deflated torch.export archive; always the first one."""
+from compression.packed.stream_coding import encode_bytes
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,11 @@ class LayerReport:
     sparse: bool
     bits: int | None
     payload_bytes: int
-    """All of the layer's sections: mask, codebook or scales, codes or values."""
+    """All of the layer's sections: positions, codebook or scales, codes or values."""
     fp32_bytes: int
     """The same weight as plain float32."""
+    gap_bits: int | None = None
+    """Bits per position code when sparse."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class PackedReport:
     layers: dict[str, LayerReport]
     fp32_bytes: int
     """Every parameter and floating buffer of the model as float32: the uncompressed size."""
+    architecture: str = "graph"
+    """How the architecture is stored: the compact ``graph`` or a ``pt2`` archive."""
 
     @property
     def ratio(self) -> float:
@@ -56,18 +59,20 @@ def save_packed(
     masks: Mapping[str, torch.Tensor],
 ) -> PackedReport:
     """Pack ``module`` whose named layers carry encodings and/or keep-masks; ``example`` is an
-    input batch of at least 2 samples for torch.export."""
+    input batch of at least 2 samples for torch.export (only its shape is used)."""
     names = _packed_layers(module, encodings, masks)
     coded = [
         encode_layer(name, _weight(module, name), encodings.get(name), masks.get(name))
         for name in names
     ]
-    sections = [(ARCHITECTURE, write_architecture(module, example, names))]
-    for _, layer_sections in coded:
-        sections.extend(layer_sections)
-    data = assemble([entry for entry, _ in coded], sections)
+    architecture, tensors, front = _architecture(module, example, names)
+    header = Header(
+        architecture=architecture, tensors=tensors, layers=[entry for entry, _ in coded]
+    )
+    payloads = front + [payload for _, layer_payloads in coded for payload in layer_payloads]
+    data = assemble(header, payloads)
     Path(path).write_bytes(data)
-    section_bytes = {name: len(payload) for name, payload in sections}
+    section_bytes = {name: stream.length for name, stream in section_order(header)}
     return PackedReport(
         total_bytes=len(data),
         prefix_bytes=PREFIX.size,
@@ -78,13 +83,32 @@ def save_packed(
                 kind=entry.kind,
                 sparse=entry.sparse,
                 bits=entry.bits,
-                payload_bytes=sum(section_bytes[section] for section in entry.sections.values()),
+                payload_bytes=sum(len(payload) for payload in layer_payloads),
                 fp32_bytes=4 * entry.count,
+                gap_bits=entry.positions.bits if entry.positions else None,
             )
-            for entry, _ in coded
+            for entry, layer_payloads in coded
         },
         fp32_bytes=4 * sum(tensor.numel() for tensor in _float_tensors(module)),
+        architecture=architecture.format,
     )
+
+
+def _architecture(
+    module: nn.Module, example: torch.Tensor, packed: list[str]
+) -> tuple[Architecture, Stream | None, list[bytes]]:
+    """The compact graph and its tensors when the model fits that form, else a pt2 archive;
+    returns the header entries and their payloads."""
+    try:
+        text, tensors = write_graph(module, example, packed)
+    except Inexpressible:
+        archive = write_architecture(module, example, packed)
+        stream = Stream(length=len(archive))
+        return Architecture(format="pt2", size=len(archive), stream=stream), None, [archive]
+    stream, payload = encode_bytes(text)
+    tensor_stream, tensor_payload = encode_bytes(tensors)
+    architecture = Architecture(format="graph", size=len(text), stream=stream)
+    return architecture, tensor_stream, [payload, tensor_payload]
 
 
 def _packed_layers(

@@ -7,6 +7,7 @@ import io
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from compression.io import export_pt2, load_model
 from compression.packed import LayerReport, PackedReport, load_packed, pack_bits, save_packed
 from compression.packed.bitpack import CHUNK, unpack_bits
 from compression.packed.container import FORMAT_VERSION, PREFIX, assemble, parse
+from compression.packed.header import Stream, section_order
 from compression.packed.layer_codec import decode_layer, encode_layer
+from compression.packed.relative_index import best_gap_bits, gap_count
+from compression.packed.stream_coding import decode_codes
 
 FC1_KEPT = 3276  # of 64 x 512 weights: 90% pruned
 FC2_KEPT = 320  # of 10 x 64 weights: 50% pruned
@@ -114,37 +118,57 @@ def test_every_byte_is_accounted_for(packed) -> None:
     (_, _, header_length) = PREFIX.unpack_from(data)
     assert report.prefix_bytes == PREFIX.size == 10
     assert report.header_bytes == header_length
-    assert report.section_bytes == {name: len(section) for name, section in sections.items()}
-    assert next(iter(report.section_bytes)) == "architecture"
+    assert report.section_bytes == {name: len(section) for name, section in sections}
+    assert [name for name, _ in sections][:2] == ["architecture", "tensors"]
     assert report.total_bytes == os.path.getsize(path) == len(data)
     assert report.total_bytes == 10 + header_length + sum(report.section_bytes.values())
     assert [entry.name for entry in header.layers] == ["conv2", "fc1", "fc2"]
+    assert report.architecture == header.architecture.format == "graph"
+
+
+def _raw_or_smaller(stream: Stream, raw_length: int) -> None:
+    """A section is its plain form, or an entropy-coded form strictly smaller than that."""
+    assert stream.length == raw_length if stream.coding == "raw" else stream.length < raw_length
 
 
 def test_layer_payloads_follow_the_formulas(packed) -> None:
-    _, _, report = packed
-    sizes = report.section_bytes
-    assert (sizes["conv2.codebook"], sizes["conv2.codes"]) == (4 * 4, math.ceil(4608 * 2 / 8))
-    assert (sizes["fc1.scales"], sizes["fc1.mask"]) == (64 * 4, 32768 // 8)
-    assert sizes["fc1.codes"] == math.ceil(FC1_KEPT * 4 / 8) == 1638
-    assert (sizes["fc2.mask"], sizes["fc2.values"]) == (640 // 8, FC2_KEPT * 4)
-    assert report.layers == {
-        "conv2": LayerReport("shared", False, 2, 16 + 1152, 4 * 4608),
-        "fc1": LayerReport("quantized", True, 4, 256 + 4096 + 1638, 4 * 32768),
-        "fc2": LayerReport("dense", True, None, 80 + 1280, 4 * 640),
-    }
-    dense_fc1 = 256 + math.ceil(32768 * 4 / 8)
-    assert report.layers["fc1"].payload_bytes < dense_fc1 / 2
+    _, path, report = packed
+    header, _ = parse(path.read_bytes())
+    conv2, fc1, fc2 = header.layers
+    # conv2: k = 4 shared, nothing pruned: 2-bit indices, no positions
+    assert (conv2.kind, conv2.bits, conv2.positions) == ("shared", 2, None)
+    _raw_or_smaller(conv2.streams["codebook"], 4 * 4)
+    _raw_or_smaller(conv2.streams["codes"], math.ceil(4608 * 2 / 8))
+    # fc1: 90% pruned 4-bit: relative positions at the width that makes the shortest stream
+    kept = torch.nonzero(_kept((64, 512), FC1_KEPT, 1).reshape(-1)).reshape(-1).numpy()
+    assert fc1.kept == FC1_KEPT and fc1.positions is not None
+    assert fc1.positions.bits == best_gap_bits(kept)
+    assert fc1.positions.count == gap_count(kept, fc1.positions.bits)
+    _raw_or_smaller(fc1.positions.stream, math.ceil(fc1.positions.count * fc1.positions.bits / 8))
+    _raw_or_smaller(fc1.streams["scales"], 64 * 4)
+    _raw_or_smaller(fc1.streams["codes"], math.ceil(FC1_KEPT * 4 / 8))
+    # the bitmap of v1 took 4096 bytes for fc1's positions; gaps take under half of that
+    assert report.section_bytes["fc1.positions"] < 4096 / 2
+    assert report.layers["fc1"] == LayerReport(
+        "quantized", True, 4, sum(report.section_bytes[f"fc1.{r}"] for r in
+                                  ("positions", "scales", "codes")), 4 * 32768, fc1.positions.bits,
+    )  # fmt: skip
+    # fc2: 50% pruned float32: a 1-bit gap stream is the bitmap up to the last kept weight
+    assert (fc2.kind, fc2.kept, fc2.positions.bits) == ("dense", FC2_KEPT, 1)
+    last = int(torch.nonzero(_kept((10, 64), FC2_KEPT, 2).reshape(-1)).max())
+    assert fc2.positions.count == last + 1
+    _raw_or_smaller(fc2.streams["values"], 4 * FC2_KEPT)
 
 
 def test_packed_file_is_much_smaller_than_fp32(packed) -> None:
     _, path, report = packed
     parameters = (16 * 9 + 16) + (32 * 16 * 9 + 32) + (512 * 64 + 64) + (64 * 10 + 10)
     assert report.fp32_bytes == 4 * parameters == 153128
-    assert 8.5 < report.ratio < 9.5  # 8.93x observed; the archive is 44% of the file
-    assert report.section_bytes["architecture"] < 8000
-    with zipfile.ZipFile(io.BytesIO(parse(path.read_bytes())[1]["architecture"])) as archive:
-        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert 18 < report.ratio < 20  # 19.1x observed (8.9x with version 1's pt2 architecture)
+    # the graph (modules, nodes, tensor table) deflates to a few hundred bytes; the tensors
+    # section holds conv1's weight and every bias: 266 float32
+    assert report.section_bytes["architecture"] < 500
+    _raw_or_smaller(parse(path.read_bytes())[0].tensors, 4 * 266)
 
 
 def test_a_model_loaded_from_pt2_packs_and_loads(tmp_path: Path) -> None:
@@ -159,6 +183,44 @@ def test_a_model_loaded_from_pt2_packs_and_loads(tmp_path: Path) -> None:
         assert torch.equal(loaded(x), model(x))
 
 
+class TwoHeads(nn.Module):
+    """Two outputs: beyond the compact graph, so the architecture is a pt2 archive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.fc(x)
+        return y, y.relu()
+
+
+@pytest.fixture(scope="module")
+def pt2_packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
+    torch.manual_seed(0)
+    model = TwoHeads().eval()
+    mask = torch.rand(4, 6) > 0.5
+    with torch.no_grad():
+        model.fc.weight.mul_(mask)
+    path = tmp_path_factory.mktemp("pt2") / "two.xaic"
+    report = save_packed(model, torch.rand(2, 6), path, {}, {"fc": mask})
+    assert report.architecture == "pt2"
+    return model, path
+
+
+def test_a_model_beyond_the_compact_graph_keeps_a_pt2_architecture(pt2_packed) -> None:
+    model, path = pt2_packed
+    header, sections = parse(path.read_bytes())
+    assert header.tensors is None and sections[0][0] == "architecture"
+    with zipfile.ZipFile(io.BytesIO(sections[0][1])) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    loaded = load_packed(path)
+    x = torch.rand(3, 6)
+    with torch.no_grad():
+        for actual, expected in zip(loaded(x), model(x), strict=True):
+            assert torch.equal(actual, expected)
+
+
 # --- the sparse rule -----------------------------------------------------------------------
 
 
@@ -168,31 +230,46 @@ def test_a_mostly_kept_layer_is_stored_dense_with_zero_codes() -> None:
     mask = torch.ones(4, 8, dtype=torch.bool)
     mask[0, :3] = False
     weight = encoding.dequantize() * mask
-    entry, sections = encode_layer("fc", weight, encoding, mask)
-    # sparse would take 4 bytes of bitmap + 8 for 29 two-bit codes; dense takes 8 for 32
-    assert (entry.sparse, entry.kept) == (False, 32)
-    assert dict(sections).keys() == {"fc.scales", "fc.codes"}
-    assert len(dict(sections)["fc.codes"]) == 8
-    assert torch.equal(decode_layer(entry, dict(sections)), weight)
+    entry, payloads = encode_layer("fc", weight, encoding, mask)
+    # sparse would take 29 two-bit codes (8 bytes) plus positions; dense takes 8 for all 32
+    assert (entry.sparse, entry.kept, sorted(entry.streams)) == (False, 32, ["codes", "scales"])
+    codes = decode_codes(entry.streams["codes"], payloads[1], 2, 32, "fc codes")
+    assert torch.equal(codes, torch.where(mask.view(-1), values.view(-1) + 1, 1))
+    assert torch.equal(decode_layer(entry, payloads), weight)
 
 
-def test_a_masked_shared_layer_without_a_zero_entry_keeps_its_bitmap() -> None:
+def test_a_masked_shared_layer_without_a_zero_entry_is_stored_sparse() -> None:
     indices = torch.arange(32).remainder(4).view(4, 8)
     mask = torch.ones(4, 8, dtype=torch.bool)
     mask[0, 0] = False
     weight = CODEBOOK[indices] * mask
-    entry, sections = encode_layer("conv", weight, SharedWeights(CODEBOOK, indices), mask)
-    assert (entry.sparse, entry.kept) == (True, 31)
-    assert [len(data) for _, data in sections] == [16, 4, math.ceil(31 * 2 / 8)]
-    assert torch.equal(decode_layer(entry, dict(sections)), weight)
+    entry, payloads = encode_layer("conv", weight, SharedWeights(CODEBOOK, indices), mask)
+    # positions 1..31: a 1-bit gap stream of 32 codes (0 = skip one, 1 = keep the next)
+    assert (entry.sparse, entry.kept, entry.positions.bits, entry.positions.count) == (
+        True, 31, 1, 32,
+    )  # fmt: skip
+    gaps = decode_codes(entry.positions.stream, payloads[0], 1, 32, "conv positions")
+    assert gaps.tolist() == [0] + [1] * 31
+    assert torch.equal(decode_layer(entry, payloads), weight)
 
     with_zero = torch.tensor([-0.1, 0.0, 0.02, 0.09])  # pruned [0, 0] is written as index 1
     weight = with_zero[indices] * mask
-    entry, sections = encode_layer("conv", weight, SharedWeights(with_zero, indices), mask)
+    entry, payloads = encode_layer("conv", weight, SharedWeights(with_zero, indices), mask)
     assert (entry.sparse, entry.kept) == (False, 32)
-    codes = unpack_bits(dict(sections)["conv.codes"], 2, 32)
+    codes = decode_codes(entry.streams["codes"], payloads[1], 2, 32, "conv codes")
     assert torch.equal(codes, torch.where(mask.view(-1), indices.view(-1), 1))
-    assert torch.equal(decode_layer(entry, dict(sections)), weight)
+    assert torch.equal(decode_layer(entry, payloads), weight)
+
+
+def test_a_very_sparse_layer_stores_gaps_with_fillers() -> None:
+    weight = torch.zeros(1, 1000)
+    weight[0, [3, 4, 600]] = torch.tensor([1.5, -2.0, 0.25])
+    entry, payloads = encode_layer("fc", weight, None, weight != 0)
+    # 3 kept of 1000: 8-bit gaps take 3 codes + 2 fillers (255 each) = 40 bits
+    assert (entry.positions.bits, entry.positions.count) == (8, 5)
+    gaps = decode_codes(entry.positions.stream, payloads[0], 8, 5, "fc positions")
+    assert gaps.tolist() == [4, 1, 0, 0, 86]  # 3, 4, then 4 + 255 + 255 + 86 = 600
+    assert torch.equal(decode_layer(entry, payloads), weight)
 
 
 def test_a_weight_that_is_not_its_encoding_is_refused(tmp_path: Path) -> None:
@@ -209,47 +286,128 @@ def test_a_weight_that_is_not_its_encoding_is_refused(tmp_path: Path) -> None:
 
 
 def _rewrite(data: bytes, section: str, new: bytes) -> bytes:
+    """Replace one section's bytes and fix its length in the header."""
     header, sections = parse(data)
-    sections[section] = new
-    return assemble(header.layers, list(sections.items()))
+    payloads = dict(sections)
+    payloads[section] = new
+    layers = []
+    for layer in header.layers:
+        if section == f"{layer.name}.positions":
+            stream = layer.positions.stream.model_copy(update={"length": len(new)})
+            layer = layer.model_copy(
+                update={"positions": layer.positions.model_copy(update={"stream": stream})}
+            )
+        role = section.removeprefix(f"{layer.name}.")
+        if section.startswith(f"{layer.name}.") and role in layer.streams:
+            streams = dict(layer.streams)
+            streams[role] = streams[role].model_copy(update={"length": len(new)})
+            layer = layer.model_copy(update={"streams": streams})
+        layers.append(layer)
+    update: dict = {"layers": layers}
+    if section == "architecture":
+        stream = header.architecture.stream.model_copy(update={"length": len(new)})
+        update["architecture"] = header.architecture.model_copy(update={"stream": stream})
+    if section == "tensors":
+        update["tensors"] = header.tensors.model_copy(update={"length": len(new)})
+    header = header.model_copy(update=update)
+    return assemble(header, [payloads[name] for name, _ in section_order(header)])
 
 
-def _corrupt_zip_end(data: bytes) -> bytes:
-    archive = parse(data)[1]["architecture"]
-    return _rewrite(data, "architecture", archive[:-22] + bytes(22))
+def _with_header(data: bytes, **changes) -> bytes:
+    header, sections = parse(data)
+    return assemble(header.model_copy(update=changes), [payload for _, payload in sections])
+
+
+def _deflated_json(text: str) -> bytes:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return deflater.compress(text.encode()) + deflater.flush()
+
+
+def _raw_header(data: bytes, header: bytes) -> bytes:
+    _, _, length = PREFIX.unpack_from(data)
+    return data[:4] + FORMAT_VERSION.to_bytes(2, "little") + PREFIX.pack(
+        b"XAIC", FORMAT_VERSION, len(header)
+    )[6:] + header + data[10 + length :]  # fmt: skip
 
 
 def _one_name_twice(data: bytes) -> bytes:
-    header, sections = parse(data)
+    header, _ = parse(data)
     layers = [entry.model_copy(update={"name": "fc9"}) for entry in header.layers]
-    return assemble(layers, list(sections.items()))
+    return _with_header(data, layers=layers)
+
+
+def _huge_layer(data: bytes) -> bytes:
+    header, _ = parse(data)
+    fc2 = header.layers[2].model_copy(update={"shape": (1 << 20, 1 << 20)})
+    return _with_header(data, layers=[*header.layers[:2], fc2])
+
+
+def _fc1_codes_raw(data: bytes, payload: bytes) -> bytes:
+    header, sections = parse(data)
+    fc1 = header.layers[1]
+    streams = {**fc1.streams, "codes": Stream(length=len(payload))}
+    layers = [header.layers[0], fc1.model_copy(update={"streams": streams}), header.layers[2]]
+    payloads = dict(sections)
+    payloads["fc1.codes"] = payload
+    header = header.model_copy(update={"layers": layers})
+    return assemble(header, [payloads[name] for name, _ in section_order(header)])
+
+
+def _fc2_positions(data: bytes, codes: list[int]) -> bytes:
+    header, sections = parse(data)
+    fc2 = header.layers[2]
+    payload = pack_bits(torch.tensor(codes), 1)
+    positions = fc2.positions.model_copy(
+        update={"count": len(codes), "stream": Stream(length=len(payload))}
+    )
+    layers = [*header.layers[:2], fc2.model_copy(update={"positions": positions})]
+    payloads = dict(sections)
+    payloads["fc2.positions"] = payload
+    header = header.model_copy(update={"layers": layers})
+    return assemble(header, [payloads[name] for name, _ in section_order(header)])
 
 
 CORRUPTIONS = {
     "short prefix": (lambda d: d[:5], "truncated: 5 bytes, shorter than its 10-byte prefix"),
     "cut header": (lambda d: d[:40], "truncated inside its header: 40 bytes"),
-    "cut payload": (lambda d: d[:-1], "truncated: section 'fc2.values' ends at payload byte"),
+    "cut payload": (lambda d: d[:-1], "truncated: section 'fc2.values' ends at byte"),
     "trailing": (lambda d: d + b"\x00", "1 trailing bytes after its last section"),
     "magic": (lambda d: b"PK\x03\x04" + d[4:], "not a packed model file: it starts with"),
     "version": (
         lambda d: d[:4] + (FORMAT_VERSION + 1).to_bytes(2, "little") + d[6:],
-        "version 2 is not supported; this reader reads version 1",
+        "version 3 is not supported; this reader reads version 2",
     ),
-    "header json": (lambda d: d[:10] + b"[" + d[11:], "header is not valid"),
+    "header deflate": (lambda d: _raw_header(d, b"\xff\xff"), "header does not inflate"),
+    "header json": (
+        lambda d: _raw_header(d, _deflated_json('{"layers": []')),
+        "header is not valid",
+    ),
+    "header bomb": (
+        lambda d: _raw_header(d, _deflated_json(" " * (65 << 20))),
+        "header inflates beyond",
+    ),
     "codes": (
-        lambda d: _rewrite(d, "fc1.codes", b"\xff" * 1638),
+        lambda d: _fc1_codes_raw(d, b"\xff" * 1638),
         r"layer 'fc1' holds code 15, outside \[0, 15\)",
     ),
     "codes length": (
-        lambda d: _rewrite(d, "fc1.codes", bytes(1637)),
-        "layer 'fc1' is corrupt: section codes has 1637 bytes, expected 1638",
+        lambda d: _fc1_codes_raw(d, bytes(1637)),
+        "layer 'fc1' codes decodes to 1637 bytes, expected 1638",
     ),
-    "mask count": (
-        lambda d: _rewrite(d, "fc2.mask", b"\xff" * 80),
-        "layer 'fc2': its mask keeps 640 weights, the header says 320",
+    "compressed garbage": (
+        lambda d: _rewrite(d, "fc1.positions", b"\x07" * 50),
+        "layer 'fc1' positions (does not decompress|decodes to)",
     ),
-    "zip": (_corrupt_zip_end, "architecture section is not a valid zip archive"),
+    "positions count": (
+        lambda d: _fc2_positions(d, [1] * 640),
+        "layer 'fc2': its positions name 640 weights",
+    ),
+    "positions beyond": (
+        lambda d: _fc2_positions(d, [0] * 700 + [1] * 320),
+        r"layer 'fc2': its positions name 320 weights \(last 1019\)",
+    ),
     "layer twice": (_one_name_twice, "packed file describes a layer twice"),
+    "too big": (_huge_layer, "would decode to about"),
 }
 
 
@@ -264,11 +422,11 @@ def test_a_damaged_file_is_refused_clearly(packed, tmp_path: Path, case: str) ->
 
 
 def test_a_layer_missing_from_the_architecture_is_named(packed, tmp_path: Path) -> None:
-    header, sections = parse(packed[1].read_bytes())
+    header, _ = parse(packed[1].read_bytes())
     fc2 = header.layers[2].model_copy(update={"name": "head"})
     path = tmp_path / "renamed.xaic"
-    path.write_bytes(assemble([*header.layers[:2], fc2], list(sections.items())))
-    with pytest.raises(InvalidModel, match="the packed architecture has no layer 'head'"):
+    path.write_bytes(_with_header(packed[1].read_bytes(), layers=[*header.layers[:2], fc2]))
+    with pytest.raises(InvalidModel, match="packed architecture and its tensors disagree"):
         load_packed(path)
 
 
@@ -282,21 +440,40 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_a_hostile_pickle_in_the_architecture_is_refused_unexecuted(packed, tmp_path) -> None:
+def test_a_hostile_pickle_in_a_pt2_architecture_is_refused_unexecuted(
+    pt2_packed, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     payload = io.BytesIO()
     torch.save((Payload(marker),), payload)
-    data = packed[1].read_bytes()
+    data = pt2_packed[1].read_bytes()
     hostile = io.BytesIO()
     with (
-        zipfile.ZipFile(io.BytesIO(parse(data)[1]["architecture"])) as source,
+        zipfile.ZipFile(io.BytesIO(parse(data)[1][0][1])) as source,
         zipfile.ZipFile(hostile, "w") as target,
     ):
         for info in source.infolist():
             member = payload.getvalue() if "sample_inputs" in info.filename else source.read(info)
             target.writestr(info, member)
+    damaged = _rewrite(data, "architecture", hostile.getvalue())
+    header, sections = parse(damaged)
+    architecture = header.architecture.model_copy(update={"size": len(hostile.getvalue())})
     path = tmp_path / "hostile.xaic"
-    path.write_bytes(_rewrite(data, "architecture", hostile.getvalue()))
+    path.write_bytes(assemble(header.model_copy(update={"architecture": architecture}),
+                              [payload for _, payload in sections]))  # fmt: skip
     with pytest.raises(InvalidModel, match=r"sample_inputs/model\.pt' is a pickle"):
         load_packed(path)
     assert not marker.exists(), "the file's code was executed"
+
+
+def test_the_documented_numpy_reader_reads_the_file(packed) -> None:
+    """docs/packed-format.md's reader (stdlib + numpy only) gives the weights load_packed does."""
+    document = (Path(__file__).parents[2] / "docs" / "packed-format.md").read_text()
+    section = document.split("## Reading a file with Python and numpy")[1]
+    namespace: dict = {}
+    exec(section.split("```python")[1].split("```")[0], namespace)
+    weights = namespace["read_layers"](str(packed[1]))
+    loaded = load_packed(packed[1])
+    assert sorted(weights) == ["conv2", "fc1", "fc2"]
+    for name, weight in weights.items():
+        assert torch.equal(torch.from_numpy(weight), loaded.get_parameter(f"{name}.weight"))
