@@ -19,7 +19,7 @@ import torch
 
 from compression.auto import apply_auto
 from compression.criteria import Criterion, DeepLiftSettings, Scores, ScoringOptions, get_criterion
-from compression.data import Dataset, fit_to_model, split
+from compression.data import Dataset, classes_covered, fit_to_model, split
 from compression.encoding import LayerEncoding
 from compression.evaluate import ModelMetrics, layer_table, measure, snapshot
 from compression.io import LoadedModel
@@ -136,6 +136,9 @@ def _run(
         "steps": steps,
         "attribution": _attribution_report(working.completeness, spec, len(working.scores)),
         "data": {
+            "model_classes": model.num_classes,
+            "classes_covered": classes_covered(splits.train, splits.evaluation),
+            "evaluation_classes_covered": classes_covered(splits.evaluation),
             "training_samples": splits.train.num_samples,
             "calibration_samples": splits.calibration.num_samples,
             "evaluation_samples": splits.evaluation.num_samples,

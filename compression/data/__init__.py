@@ -15,11 +15,12 @@ from compression.data.members import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTE
 from compression.data.npz import load_npz
 from compression.data.sniff import ACCEPTED_FORMATS, Container, sniff
 from compression.data.split import split
-from compression.data.validate import fit_to_model, validate_for_model
+from compression.data.validate import classes_covered, fit_to_model, validate_for_model
 from compression.errors import UnsupportedFormat
 
 __all__ = [
     "Dataset",
+    "classes_covered",
     "dataset_format",
     "fit_to_model",
     "load_dataset",

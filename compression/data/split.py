@@ -2,7 +2,8 @@
 
 Relevance measured on the same samples that score the compressed model would flatter it, so
 the two parts are disjoint. The split is stratified so that every class with at least two
-samples is both attributed and evaluated, and seeded so a job can be reproduced exactly.
+samples is both attributed and evaluated where the sizes allow it (otherwise classes get
+their proportional share and may fall on one side), and seeded so a job can be reproduced.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _calibration_size(calibration: int | float, total: int) -> int:
 
 
 def _allocate(wanted: int, counts: list[int]) -> list[int]:
-    """Calibration samples per class: proportional, but at least one on each side per class.
+    """Calibration samples per class: proportional, with at least one on each side per class
+    when ``wanted`` leaves room for that (many classes with few samples each often do not).
 
     Classes with one sample may go to either side. Starting from the rounded-down quota, the
     remainder moves one sample at a time to the class furthest from its exact quota.
@@ -56,10 +58,7 @@ def _allocate(wanted: int, counts: list[int]) -> list[int]:
     low = [1 if count >= 2 else 0 for count in counts]
     high = [count - 1 if count >= 2 else count for count in counts]
     if not sum(low) <= wanted <= sum(high):
-        raise InvalidDataset(
-            f"A calibration set of {wanted} samples cannot keep every class with two or more "
-            f"samples in both sets; choose between {sum(low)} and {sum(high)} samples."
-        )
+        low, high = [0] * len(counts), list(counts)
     take = [min(max(int(q), lo), hi) for q, lo, hi in zip(quota, low, high, strict=True)]
     while (missing := wanted - sum(take)) != 0:
         step = 1 if missing > 0 else -1

@@ -17,6 +17,7 @@ import onnx
 
 from compression.data.members import read_files, safe_name
 from compression.errors import InvalidModel, UnsafeArchive, UnsupportedFormat
+from compression.io.onnx_offload import Weights, take
 
 MAX_ARCHIVE_MEMBERS = 1000
 """A model archive holds one .onnx file and its data files; anything near this is not one."""
@@ -32,8 +33,9 @@ def _wanted(name: str) -> bool:
     return not any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
 
 
-def read_onnx_archive(path: str, max_total_bytes: int) -> onnx.ModelProto:
-    """The one ``.onnx`` model of the archive with every external tensor read into it."""
+def read_onnx_archive(path: str, max_total_bytes: int, weights: Weights) -> onnx.ModelProto:
+    """The one ``.onnx`` model of the archive; the value of every external tensor goes into
+    ``weights`` (views into the archive's data files, see :mod:`onnx_offload`)."""
     files = dict(
         read_files(path, _wanted, max_members=MAX_ARCHIVE_MEMBERS, max_total_bytes=max_total_bytes)
     )
@@ -49,22 +51,19 @@ def read_onnx_archive(path: str, max_total_bytes: int) -> onnx.ModelProto:
         raise UnsupportedFormat(f"{models[0]} in the archive is not a readable ONNX model") from exc
     folder = posixpath.dirname(models[0])
     for tensor in external_tensors(proto):
-        _fill(tensor, folder, files)
+        _fill(tensor, folder, files, weights)
     return proto
 
 
 def external_tensors(proto: onnx.ModelProto) -> Iterable[onnx.TensorProto]:
-    """Tensors of the main graph (initializers and Constant values) kept in external files."""
+    """Initializers of the main graph kept in external files (the exporters put nothing else
+    there; a Constant with external data is refused by onnx2torch as it stands)."""
     for tensor in proto.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             yield tensor
-    for node in proto.graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t") and attribute.t.data_location == onnx.TensorProto.EXTERNAL:
-                yield attribute.t
 
 
-def _fill(tensor: onnx.TensorProto, folder: str, files: dict[str, bytes]) -> None:
+def _fill(tensor: onnx.TensorProto, folder: str, files: dict[str, bytes], weights: Weights) -> None:
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
     try:
@@ -87,6 +86,6 @@ def _fill(tensor: onnx.TensorProto, folder: str, files: dict[str, bytes]) -> Non
             f"tensor {tensor.name!r} reads bytes {offset}..{offset + length} of {location!r}, "
             f"which holds {len(blob)} bytes; the data file does not belong to this model"
         )
-    tensor.raw_data = memoryview(blob)[offset : offset + length].tobytes()
     del tensor.external_data[:]
     tensor.data_location = onnx.TensorProto.DEFAULT
+    take(tensor, memoryview(blob)[offset : offset + length], weights)

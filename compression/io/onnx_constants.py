@@ -13,6 +13,8 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
+from compression.io.onnx_offload import Weights
+
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -39,8 +41,11 @@ def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
     return helper.make_tensor("", data_type, [len(items)] if dims is None else dims, items)
 
 
-def fold_constant_holders(proto: onnx.ModelProto) -> int:
+def fold_constant_holders(proto: onnx.ModelProto, weights: Weights | None = None) -> int:
     """Turn Identity-of-initializer and Constant nodes into initializers; return how many.
+
+    An Identity of an offloaded tensor (see :mod:`onnx_offload`) shares its value in
+    ``weights`` under the new name, without a copy.
 
     Nodes are in topological order, so one pass also resolves chains (Identity of Identity).
     Nodes whose output is a graph output stay, as an initializer cannot be one by itself.
@@ -56,6 +61,8 @@ def fold_constant_holders(proto: onnx.ModelProto) -> int:
             if node.op_type == "Identity" and node.input and node.input[0] in initializers:
                 tensor = onnx.TensorProto()
                 tensor.CopyFrom(initializers[node.input[0]])
+                if weights is not None and node.input[0] in weights:
+                    weights[node.output[0]] = weights[node.input[0]]
             elif node.op_type == "Constant":
                 tensor = _constant_value(node)
         if tensor is None:

@@ -23,6 +23,7 @@ from compression.io.fx_flatten import normalize_flattens
 from compression.io.loaded import LoadedModel
 from compression.io.onnx_archive import HOW_TO_PACK, external_tensors, read_onnx_archive
 from compression.io.onnx_constants import fold_constant_holders
+from compression.io.onnx_offload import Weights, check, offload, restore
 from compression.io.probe import probe_classifier
 from compression.io.pt2_intake import MAX_EXPANDED_BYTES
 
@@ -43,15 +44,24 @@ def _import_onnx2torch() -> Any:
         for name in TORCHVISION_CONVERTERS:
             sys.modules.setdefault(f"onnx2torch.node_converters.{name}", types.ModuleType(name))
     import onnx2torch
+    import onnx2torch.converter
     from onnx2torch.node_converters import registry
 
+    # Shapes are inferred before the weights go back into the proto (see onnx_offload);
+    # onnx2torch's own pass would serialise and copy the weighted model twice more.
+    onnx2torch.converter.safe_shape_inference = _shapes_already_inferred
     return onnx2torch, registry
 
 
-def _read(path: str) -> onnx.ModelProto:
-    """The model of a plain ``.onnx`` file, or of an archive holding it with its data files."""
+def _shapes_already_inferred(model: onnx.ModelProto, **_: Any) -> onnx.ModelProto:
+    return model
+
+
+def _read(path: str, weights: Weights) -> onnx.ModelProto:
+    """The model of a plain ``.onnx`` file, or of an archive holding it with its data files,
+    checked, with its large tensors' values in ``weights``."""
     if sniff(path) is not None:
-        proto = read_onnx_archive(path, MAX_EXPANDED_BYTES)
+        proto = read_onnx_archive(path, MAX_EXPANDED_BYTES, weights)
     else:
         try:
             proto = onnx.load(path, load_external_data=False)
@@ -62,13 +72,14 @@ def _read(path: str) -> onnx.ModelProto:
                 "the ONNX model keeps its weights in external data files (torch.onnx.export "
                 f"writes model.onnx and model.onnx.data); upload them together: {HOW_TO_PACK}"
             )
+        offload(proto, weights)
     if not proto.graph.node:
         raise InvalidModel("the ONNX model has an empty graph")
     try:
-        onnx.checker.check_model(proto)
+        check(proto, weights)
     except onnx.checker.ValidationError as exc:
         raise InvalidModel(f"the ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
-    fold_constant_holders(proto)
+    fold_constant_holders(proto, weights)
     return proto
 
 
@@ -95,10 +106,12 @@ def _unconvertible(proto: onnx.ModelProto, registry: Any) -> list[str]:
 
 def _relax_reshapes(proto: onnx.ModelProto) -> None:
     """``allowzero=1`` only differs from 0 when the target shape holds a 0; clear it otherwise."""
-    constants = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type != "Reshape":
-            continue
+    reshapes = [node for node in proto.graph.node if node.op_type == "Reshape"]
+    targets = {node.input[1] for node in reshapes}
+    constants = {
+        t.name: numpy_helper.to_array(t) for t in proto.graph.initializer if t.name in targets
+    }
+    for node in reshapes:
         shape = constants.get(node.input[1])
         for attribute in node.attribute:
             if attribute.name == "allowzero" and shape is not None and np.all(shape != 0):
@@ -168,9 +181,11 @@ def _conversion_error(proto: onnx.ModelProto, error: Exception) -> UnsupportedOp
 def load_onnx(path: str) -> LoadedModel:
     """Read, check, convert and probe an ONNX classifier."""
     onnx2torch, registry = _import_onnx2torch()
-    proto = _read(path)
+    weights: Weights = {}
+    proto = _read(path, weights)
     input_shape = _input_shape(proto)
-    proto = _convertible(proto, registry)
+    proto = onnx.shape_inference.infer_shapes(_convertible(proto, registry))
+    restore(proto, weights)
     try:
         gm = onnx2torch.convert(proto)
     except Exception as exc:

@@ -53,6 +53,9 @@ def test_steps_run_in_order_and_report(trained_digits_cnn: LoadedModel, digits: 
     assert metrics["before"]["parameters"] == count_parameters(trained_digits_cnn.module)[0]
     assert metrics["reduction"]["macs"] > 1.9
     assert metrics["data"] == {
+        "model_classes": 10,
+        "classes_covered": 10,
+        "evaluation_classes_covered": 10,
         "training_samples": 898,
         "calibration_samples": 256,
         "evaluation_samples": 899,
@@ -156,3 +159,21 @@ def test_a_job_whose_relevance_is_not_conserved_says_so(digits: Dataset) -> None
     assert report["completeness_error"] > 1e-3
     assert report["completeness_ok"] is False
     assert "no conserving rule" in report["warning"]
+
+
+def test_data_covering_few_of_the_model_classes_is_compressed(trained_digits_cnn, digits):
+    """A calibration set that holds only some classes (here 3 of 10) is normal: accuracy is
+    over the samples given, and the report says how many classes the data covers."""
+    few = digits.subset(digits.y < 3)
+    spec = Spec.model_validate(
+        {"steps": [{"type": "prune_filters", "ratio": 0.25}], "criterion": "l1",
+         "attribution": {"samples": 64}, "evaluation": {"latency_repeats": 3}}
+    )  # fmt: skip
+    metrics = compress(trained_digits_cnn, few, spec).metrics
+    assert metrics["data"]["model_classes"] == 10
+    assert metrics["data"]["classes_covered"] == metrics["data"]["evaluation_classes_covered"] == 3
+    evaluated = metrics["data"]["evaluation_samples"]
+    assert evaluated == few.num_samples - metrics["data"]["training_samples"]
+    assert metrics["before"]["accuracy"] * evaluated == pytest.approx(
+        round(metrics["before"]["accuracy"] * evaluated)
+    )

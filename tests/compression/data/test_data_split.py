@@ -59,13 +59,24 @@ def test_same_seed_reproduces_and_other_seeds_differ():
         (0.01, "0 of 17 samples"),
         (0, "0 of 17 samples"),
         (17, "17 of 17 samples"),
-        (1, "choose between 2 and 15"),
-        (16, "choose between 2 and 15"),
     ],
 )
 def test_splits_that_would_empty_a_side_are_refused(calibration, fragment):
     with pytest.raises(InvalidDataset, match=fragment):
         split(make(), calibration, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("calibration", "cal_counts", "eval_counts"),
+    [(1, [1, 0, 0], [9, 6, 1]), (16, [9, 6, 1], [1, 0, 0])],
+)
+def test_sizes_too_small_or_large_for_both_sides_stay_proportional(
+    calibration, cal_counts, eval_counts
+):
+    """Classes cannot all appear on both sides; the split is proportional instead of refused."""
+    cal, evaluation = split(make(), calibration, seed=0)
+    assert per_class(cal) == cal_counts
+    assert per_class(evaluation) == eval_counts
 
 
 def test_calibration_must_be_a_number():
