@@ -35,6 +35,14 @@ def _spec(step: dict, criterion: str, seed: int) -> Spec:
     )
 
 
+def _speedup(ratios: list[float | None]) -> str:
+    """The median speed-up of the runs whose before/after spreads did not overlap."""
+    clear = [ratio for ratio in ratios if ratio is not None]
+    noisy = len(ratios) - len(clear)
+    text = f"{statistics.median(clear):.2f}x" if clear else "within noise"
+    return text + (f" ({noisy} of {len(ratios)} runs within noise)" if clear and noisy else "")
+
+
 def main() -> None:
     torch.set_num_threads(1)  # steadier latency on shared machines
     filters: dict[tuple[str, float], list[dict]] = {}
@@ -86,7 +94,7 @@ def main() -> None:
                 f"{statistics.median(m['reduction']['parameters'] for m in runs):.2f}x",
                 f"{statistics.median(m['before']['latency_ms'] for m in runs):.3f}",
                 f"{statistics.median(m['after']['latency_ms'] for m in runs):.3f}",
-                f"{statistics.median(m['reduction']['latency'] for m in runs):.2f}x",
+                _speedup([m["reduction"]["latency"] for m in runs]),
             ]
         )
     latency_table = markdown_table(

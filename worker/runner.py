@@ -53,7 +53,7 @@ def run_job(resources: Resources, job_id: str) -> str:
     progress = JobProgress(resources.sessionmaker, job_id)
     try:
         with (
-            Heartbeat(resources.sessionmaker, job_id),
+            Heartbeat(resources.sessionmaker, job_id, progress),
             tempfile.TemporaryDirectory(prefix=f"{job_id}-") as workdir,
         ):
             metrics = _execute(resources, job_id, Path(workdir), progress)

@@ -242,7 +242,10 @@ def _job_text(job: Job) -> str:
     accuracy = [metrics.get(when, {}).get("accuracy") for when in ("before", "after")]
     if None not in accuracy:
         lines.append(f"  accuracy   {accuracy[0]:.4f} -> {accuracy[1]:.4f}")
-    ratios = [f"{name} {value:.2f}x" for name, value in metrics.get("reduction", {}).items()]
+    ratios = [
+        f"{name} {value:.2f}x" if value is not None else f"{name} within noise"
+        for name, value in metrics.get("reduction", {}).items()
+    ]
     if ratios:
         lines.append(f"  reduction  {', '.join(ratios)}")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from torch import nn
 from compression.data import Dataset
 from compression.evaluate.accuracy import top1_accuracy
 from compression.evaluate.counting import count_macs, count_parameters
-from compression.evaluate.latency import median_latency_ms
+from compression.evaluate.latency import LatencyComparison, compare_latency, median_latency_ms
 from compression.evaluate.layer_table import LayerRow, layer_table, snapshot
 from compression.progress import Monitor
 from jobspec import EvaluationSettings
@@ -22,7 +22,8 @@ class ModelMetrics:
     nonzero_parameters: int
     macs: int
     fp32_bytes: int
-    latency_ms: float
+    latency_ms: float | None
+    """None until timed; the pipeline times before and after together (compare_latency)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -34,8 +35,10 @@ def measure(
     data: Dataset | None,
     settings: EvaluationSettings,
     monitor: Monitor | None = None,
+    latency: bool = True,
 ) -> ModelMetrics:
-    """Every whole-model metric of the report, for one model."""
+    """Every whole-model metric of the report, for one model (``latency=False`` leaves the
+    timing to a before/after comparison)."""
     total, nonzero = count_parameters(model)
     accuracy = top1_accuracy(model, data, settings.batch_size, monitor) if data else None
     return ModelMetrics(
@@ -46,13 +49,17 @@ def measure(
         fp32_bytes=4 * total,
         latency_ms=median_latency_ms(
             model, input_shape, settings.latency_batch, settings.latency_repeats
-        ),
+        )
+        if latency
+        else None,
     )
 
 
 __all__ = [
+    "LatencyComparison",
     "LayerRow",
     "ModelMetrics",
+    "compare_latency",
     "count_macs",
     "count_parameters",
     "layer_table",

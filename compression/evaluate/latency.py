@@ -1,12 +1,92 @@
-"""CPU latency as the median of repeated timed runs (robust to the odd slow run)."""
+"""CPU latency you can trust: before and after timed interleaved, with their spread.
+
+Timing the original model first and the compressed one minutes later lets anything else the
+machine does in between decide the ratio (0.08x to 81x for the same pruning on a busy
+machine). Alternating the two models run by run exposes both to the same conditions; the
+report gives median and p10/p90 of each, the thread count, and a ratio only when the two
+spreads do not overlap (otherwise it says the difference is within the noise).
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class LatencySpread:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    before: LatencySpread
+    after: LatencySpread
+    reduction: float | None
+    """median before / median after; None when the p10..p90 spreads overlap."""
+    verdict: str
+    threads: int
+    batch: int
+    repeats: int
+    warmup: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def spread(timings_ms: list[float]) -> LatencySpread:
+    """Median and the 10th/90th percentiles (linear interpolation between ranks)."""
+    if len(timings_ms) == 1:
+        only = timings_ms[0]
+        return LatencySpread(only, only, only)
+    deciles = statistics.quantiles(timings_ms, n=10, method="inclusive")
+    return LatencySpread(statistics.median(timings_ms), deciles[0], deciles[-1])
+
+
+def _time_once(model: nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return (time.perf_counter() - start) * 1000.0
+
+
+@torch.inference_mode()
+def compare_latency(
+    before: nn.Module,
+    after: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    repeats: int = 30,
+    warmup: int = 3,
+) -> LatencyComparison:
+    """Time ``before`` and ``after`` alternately (which goes first alternates too)."""
+    before.eval()
+    after.eval()
+    x = torch.rand((batch, *input_shape), generator=torch.Generator().manual_seed(0))
+    for _ in range(warmup):
+        before(x)
+        after(x)
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    models = {"before": before, "after": after}
+    for index in range(repeats):
+        order = ("before", "after") if index % 2 == 0 else ("after", "before")
+        for name in order:
+            times[name].append(_time_once(models[name], x))
+    first, second = spread(times["before"]), spread(times["after"])
+    overlap = first.p10_ms <= second.p90_ms and second.p10_ms <= first.p90_ms
+    if overlap:
+        reduction, verdict = None, "spreads overlap: no latency difference beyond the noise"
+    else:
+        reduction = first.median_ms / second.median_ms
+        verdict = "faster" if reduction > 1 else "slower"
+    return LatencyComparison(
+        first, second, reduction, verdict, torch.get_num_threads(), batch, repeats, warmup
+    )
 
 
 @torch.inference_mode()
@@ -17,13 +97,9 @@ def median_latency_ms(
     repeats: int = 30,
     warmup: int = 3,
 ) -> float:
+    """One model's median latency (for a single model; compare two with compare_latency)."""
     model.eval()
     x = torch.rand((batch, *input_shape))
     for _ in range(warmup):
         model(x)
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        timings.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(timings)
+    return statistics.median(_time_once(model, x) for _ in range(repeats))

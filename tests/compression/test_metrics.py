@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
 from compression.data import Dataset
 from compression.evaluate import count_macs, count_parameters, measure, top1_accuracy
+from compression.evaluate.latency import LatencySpread, compare_latency, spread
 from jobspec import EvaluationSettings
 
 
@@ -48,3 +51,42 @@ def test_accuracy_counts_correct_argmax() -> None:
     assert metrics.accuracy == 4 / 5
     assert metrics.fp32_bytes == 16 and metrics.macs == 4
     assert metrics.latency_ms > 0
+
+
+class Sleeper(nn.Module):
+    """Takes a known time per call and records the order in which models were called."""
+
+    def __init__(self, name: str, seconds: float, calls: list[str]) -> None:
+        super().__init__()
+        self.name, self.seconds, self.calls = name, seconds, calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(self.name)
+        time.sleep(self.seconds)
+        return x
+
+
+def test_spread_is_median_and_deciles() -> None:
+    assert spread([float(v) for v in range(1, 11)]) == LatencySpread(5.5, 1.9, 9.1)
+
+
+def test_before_and_after_are_timed_interleaved_after_warmup() -> None:
+    calls: list[str] = []
+    comparison = compare_latency(
+        Sleeper("b", 0.02, calls), Sleeper("a", 0.002, calls), (1,), repeats=6, warmup=2
+    )
+    assert calls[:4] == ["b", "a"] * 2  # warm-up, both models
+    assert calls[4:] == ["b", "a", "a", "b"] * 3  # who goes first alternates
+    assert comparison.threads == torch.get_num_threads() and comparison.repeats == 6
+    assert comparison.before.p10_ms >= 20 and comparison.after.median_ms >= 2
+    assert comparison.verdict == "faster" and comparison.reduction is not None
+    assert 2 < comparison.reduction < 10.5  # 20 ms vs 2 ms plus the same overhead on each
+
+
+def test_overlapping_spreads_give_no_ratio() -> None:
+    calls: list[str] = []
+    comparison = compare_latency(
+        Sleeper("b", 0.003, calls), Sleeper("a", 0.003, calls), (1,), repeats=10, warmup=1
+    )
+    assert comparison.reduction is None
+    assert comparison.verdict.startswith("spreads overlap")
