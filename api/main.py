@@ -20,6 +20,7 @@ from core.db import make_engine, make_sessionmaker
 from core.dispatch import CeleryDispatcher, Dispatcher
 from core.settings import Settings, get_settings
 from core.storage import make_storage
+from core.webhook_delivery import webhook_policy
 
 DESCRIPTION = """
 Compression as a service for neural networks, guided by DeepLIFT relevance.
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.storage = make_storage(settings)
     app.state.dispatcher = dispatcher
+    app.state.outbound_policy = webhook_policy(settings)  # tests swap the resolver
     install_handlers(app)
     telemetry.install(app)
     app.include_router(health.router)

@@ -43,9 +43,16 @@ class Monitor:
 
     @contextmanager
     def within(self, start: float, end: float) -> Iterator[None]:
-        """Map the stage fractions reported inside the block onto [start, end] overall."""
+        """Map the fractions reported inside the block onto [start, end] of the enclosing span.
+
+        Spans compose: ``within(0.5, 1.0)`` inside ``within(0.1, 0.3)`` covers [0.2, 0.3]
+        overall, so a step that splits its share among sweep points, steps and stages never
+        reports past the share its caller gave it (the overall fraction stays monotonic and
+        reaches 1.0 only when the outermost work is done).
+        """
         outer = self.span
-        self.span = (start, end)
+        low, high = outer
+        self.span = (low + start * (high - low), low + end * (high - low))
         try:
             yield
         finally:

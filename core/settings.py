@@ -55,10 +55,20 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(
         5.0, gt=0, description="Retry n waits base * 2**(n-1) seconds."
     )
-    webhook_block_private_networks: bool = Field(
+    webhook_allow_private_networks: bool = Field(
         False,
-        description="Refuse webhook URLs that resolve to loopback, private or link-local "
-        "addresses (turn on where the service must not reach internal hosts).",
+        description="Let webhooks call loopback, private, link-local and other non-global "
+        "addresses (development only: receivers on this machine or a private network). Off, "
+        "every address a webhook host resolves to must be on the public internet.",
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=256, description="Webhook attempts in flight at once, per sender."
+    )
+    webhook_per_endpoint_concurrency: int = Field(
+        2, ge=1, le=64, description="Attempts in flight to any one endpoint, per sender."
+    )
+    webhook_max_response_bytes: int = Field(
+        64 * 1024, ge=0, description="Bytes of a receiver's answer read, at most."
     )
 
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 from celery import Celery
 
 from core.settings import get_settings
-from core.webhook_delivery import deliver_due
+from core.webhook_sender import deliver_due
 from worker.reaper import reap
 from worker.resources import default_resources
 from worker.tasks import DELIVER_WEBHOOKS, HANDLERS, REAP, RUN_JOB
@@ -61,4 +61,4 @@ def reap_stale_jobs() -> list[str]:
 @app.task(name=DELIVER_WEBHOOKS)
 def deliver_webhooks() -> int:
     resources = default_resources()
-    return deliver_due(resources.sessionmaker, resources.settings)
+    return deliver_due(resources.sessionmaker, resources.settings, budget_seconds=4.0)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 
 from core.dispatch import RUN_JOB
-from core.webhook_delivery import deliver_due
+from core.webhook_sender import WebhookSender
 from worker.reaper import reap
 from worker.resources import Resources
 from worker.tasks import HANDLERS
@@ -32,6 +32,9 @@ class InProcessDispatcher:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._work, daemon=True, name="embedded-worker")
         self.reaper = self._periodic("embedded-reaper", REAP_INTERVAL, self._reap)
+        self.webhooks = (
+            WebhookSender(resources.sessionmaker, resources.settings) if resources else None
+        )
         self.sender = self._periodic("embedded-webhooks", WEBHOOK_INTERVAL, self._send)
 
     def start(self) -> InProcessDispatcher:
@@ -59,6 +62,8 @@ class InProcessDispatcher:
         self.stopping.set()
         self.tasks.put(None)
         self.thread.join(timeout=60)
+        if self.webhooks is not None:  # attempts in flight finish (each has a deadline)
+            self.webhooks.close()
         if self.resources is not None:
             self.resources.close()
 
@@ -87,8 +92,10 @@ class InProcessDispatcher:
         return threading.Thread(target=loop, daemon=True, name=name)
 
     def _send(self) -> None:
-        """Webhook deliveries that are due (first attempts and retries)."""
-        deliver_due(self.resources.sessionmaker, self.resources.settings)
+        """Start webhook deliveries that are due (first attempts and retries); attempts run
+        on the sender's own pool, so a slow endpoint never holds up this loop."""
+        if self.webhooks is not None:
+            self.webhooks.tick()
 
     def _reap(self) -> None:
         for job_id in reap(self.resources):

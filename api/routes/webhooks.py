@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from api.deps import ProjectDep, SessionDep, SettingsDep
+from api.deps import ProjectDep, SessionDep
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import DeliveryOut, Page, WebhookCreate, WebhookOut, delivery_out, webhook_out
 from core.ids import new_id
 from core.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
-from core.webhook_delivery import check_url, new_secret
+from core.webhook_delivery import check_target, new_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -25,12 +25,15 @@ def _endpoint(session: Any, project_id: str, endpoint_id: str) -> WebhookEndpoin
 @router.post(
     "", status_code=201, response_model=WebhookOut, operation_id="createWebhook",
     description="Job terminal states are POSTed to `url`, signed the Standard Webhooks way "
-    "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); the secret is shown only here.",
+    "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); the secret is shown only here. "
+    "The URL must be http(s) without credentials or control characters, and its host must "
+    "resolve to public addresses (422 `webhook_url_not_allowed`) unless the operator allows "
+    "private networks.",
 )  # fmt: skip
 def create_webhook(
-    body: WebhookCreate, session: SessionDep, project_id: ProjectDep, settings: SettingsDep
+    body: WebhookCreate, request: Request, session: SessionDep, project_id: ProjectDep
 ) -> Any:
-    check_url(body.url, settings)
+    check_target(body.url, request.app.state.outbound_policy)
     endpoint = WebhookEndpoint(
         id=new_id("webhook"), project_id=project_id, url=body.url, secret=new_secret(),
         events=list(dict.fromkeys(body.events)), description=body.description,

@@ -10,15 +10,24 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.main import create_app
+from core.dispatch import RUN_JOB
+from core.ids import new_id
+from core.keys import create_key, create_project
+from core.outbound import OutboundPolicy
 from core.settings import Settings
+from core.tables import Job, ModelRecord, WebhookDelivery
+from core.webhook_sender import deliver_due
 from tests.api.helpers import assert_problem, wait_for
 from worker.in_process import InProcessDispatcher
+from worker.resources import build_resources
+from worker.tasks import HANDLERS
 
 SPEC = {
     "steps": [{"type": "prune_filters", "ratio": 0.5}],
@@ -59,7 +68,10 @@ class Receiver:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"webhook_retry_base_seconds": 0.2})
+    # receivers listen on 127.0.0.1: allowed here only (the default refuses loopback)
+    return settings.model_copy(
+        update={"webhook_retry_base_seconds": 0.2, "webhook_allow_private_networks": True}
+    )
 
 
 @pytest.fixture
@@ -120,11 +132,41 @@ def test_event_filters_and_cancelled_jobs(
     dispatcher.stop()  # the job stays queued, so cancelling it is immediate
     job = client.post("/v1/jobs", json={**uploaded, **SPEC}).json()
     client.post(f"/v1/jobs/{job['id']}/cancel")
-    from core.webhook_delivery import deliver_due
-
+    client.post(f"/v1/jobs/{job['id']}/cancel")  # twice: still one event, one delivery
     deliver_due(client.app.state.sessionmaker, client.app.state.settings)
     assert len(receiver.requests) == 1
     assert json.loads(receiver.requests[0][1])["type"] == "job.cancelled"
+
+
+def test_the_runner_leaves_sending_to_the_sender(
+    settings: Settings, client: TestClient, dispatcher: InProcessDispatcher,
+    uploaded: dict[str, str], receiver: Receiver,
+) -> None:  # fmt: skip
+    """The job's terminal transaction records the delivery; only the sender sends it (the
+    runner used to send inline as well, and duplicates went out)."""
+    dispatcher.stop()  # no embedded sender either
+    client.post("/v1/webhooks", json={"url": receiver.url})
+    resources = build_resources(settings)  # a worker without a sender beside it
+    with client.app.state.sessionmaker() as session, session.begin():
+        job_id = _new_job(session, uploaded)
+    assert HANDLERS[RUN_JOB](resources, job_id) == "succeeded"
+    time.sleep(0.3)
+    assert receiver.requests == []
+    with client.app.state.sessionmaker() as session:
+        [delivery] = session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+        )
+        assert (delivery.status, delivery.attempts) == ("pending", 0)
+    assert deliver_due(client.app.state.sessionmaker, settings) == 1
+    assert [h["webhook-id"] for h, _ in receiver.requests] == [delivery.id]
+    resources.close()
+
+
+def _new_job(session: Session, uploaded: dict[str, str]) -> str:
+    project_id = session.get(ModelRecord, uploaded["model_id"]).project_id
+    job = Job(id=new_id("job"), project_id=project_id, spec=SPEC, **uploaded)
+    session.add(job)
+    return job.id
 
 
 def test_a_failed_receiver_is_retried_until_attempts_run_out(
@@ -142,15 +184,64 @@ def test_a_failed_receiver_is_retried_until_attempts_run_out(
     assert len(delivery["attempts"]) == settings.webhook_max_attempts == len(receiver.requests)
 
 
-def test_webhook_management_errors(client: TestClient, settings: Settings, tmp_path: Path) -> None:
+def test_webhook_management_errors(client: TestClient) -> None:
     bad = client.post("/v1/webhooks", json={"url": "ftp://example.com/x"})
     assert_problem(bad, 422, "validation_error")
     assert_problem(client.delete("/v1/webhooks/whe_missing"), 404, "not_found")
-    guarded = settings.model_copy(update={"webhook_block_private_networks": True})
-    with TestClient(create_app(guarded, InProcessDispatcher(None))) as other:  # type: ignore[arg-type]
-        other.headers.update(client.headers)
-        refused = other.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/x"})
-        assert_problem(refused, 422, "webhook_url_not_allowed")
-    created = client.post("/v1/webhooks", json={"url": "http://example.com/x"}).json()
+    client.app.state.outbound_policy = OutboundPolicy(
+        allow_private=True, resolver=lambda host, port: ["93.184.215.14"]
+    )
+    created = client.post("/v1/webhooks", json={"url": "https://hooks.example.com/x"}).json()
     assert client.delete(f"/v1/webhooks/{created['id']}").status_code == 204
     assert client.get("/v1/webhooks").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/x\r\nX-Injected: 1",
+        "http://hooks.example.com/\x00",
+        "http://hooks.example.com/ x",
+        "http://user:secret@hooks.example.com/x",
+        "javascript:alert(1)",
+    ],
+)
+def test_malformed_urls_are_refused_at_creation(client: TestClient, url: str) -> None:
+    client.app.state.outbound_policy = OutboundPolicy(resolver=lambda host, port: ["8.8.8.8"])
+    body = assert_problem(client.post("/v1/webhooks", json={"url": url}), 422, "validation_error")
+    assert "URL" in body["detail"]
+    assert client.get("/v1/webhooks").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("url", "resolves_to"),
+    [
+        ("http://127.0.0.1:9/x", None),
+        ("http://169.254.169.254/latest/meta-data/", None),
+        ("http://[::ffff:169.254.169.254]/latest", None),
+        ("https://cgnat.example.com/x", "100.64.0.1"),
+        ("https://intranet.example.com/x", "10.0.0.8"),
+        ("https://mapped.example.com/x", "::ffff:127.0.0.1"),
+    ],
+)
+def test_the_guard_is_on_by_default(
+    app_client: TestClient, url: str, resolves_to: str | None
+) -> None:
+    """With the service's default settings, internal targets are refused (names resolved by
+    a stub, so no lookup leaves the machine)."""
+    assert Settings().webhook_allow_private_networks is False
+    default = Settings(
+        database_url=app_client.app.state.settings.database_url, redis_url=None
+    )  # fmt: skip
+    with TestClient(create_app(default, InProcessDispatcher(None))) as other:  # type: ignore[arg-type]
+        with other.app.state.sessionmaker() as session, session.begin():
+            key = create_key(session, create_project(session, "guarded")).key
+        other.headers["Authorization"] = f"Bearer {key}"
+        other.app.state.outbound_policy = OutboundPolicy(
+            resolver=lambda host, port: [resolves_to or host]
+        )
+        body = assert_problem(
+            other.post("/v1/webhooks", json={"url": url}), 422, "webhook_url_not_allowed"
+        )
+        assert "public internet" in body["detail"]
+        assert other.get("/v1/webhooks").json()["data"] == []

@@ -45,7 +45,8 @@ def free_port() -> int:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     workdir = tmp_path_factory.mktemp("service")
     model_file, data_file = write_examples(workdir / "examples", epochs=2)
-    server = EmbeddedServer(workdir, free_port())
+    # the webhook receivers of these tests listen on 127.0.0.1, which the default refuses
+    server = EmbeddedServer(workdir, free_port(), {"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"})
     try:
         key = (workdir / "data" / "api-key").read_text().strip()
         yield Service(server.url, key, workdir, model_file, data_file)
