@@ -43,7 +43,7 @@ def fit(
         for index, start in enumerate(range(0, data.num_samples, batch_size)):
             chosen = order[start : start + batch_size]
             optimizer.zero_grad()
-            F.cross_entropy(model(data.x[chosen]), data.y[chosen]).backward()
+            F.cross_entropy(model(data.samples(chosen)), data.y[chosen]).backward()
             if after_backward is not None:
                 after_backward()
             optimizer.step()

@@ -161,6 +161,47 @@ class EvaluationSettings(_Strict):
     latency_repeats: int = Field(30, ge=3, le=1000)
 
 
+class Normalization(_Strict):
+    """Per-channel ``(x - mean) / std`` on pixels scaled to [0, 1], as torchvision does."""
+
+    mean: list[float] = Field(min_length=1, max_length=4)
+    std: list[float] = Field(min_length=1, max_length=4)
+
+    @model_validator(mode="after")
+    def _matching(self) -> Normalization:
+        if len(self.mean) != len(self.std):
+            raise ValueError("mean and std need one value per channel each")
+        if any(value <= 0 for value in self.std):
+            raise ValueError("every std must be positive")
+        return self
+
+
+class Preprocessing(_Strict):
+    """How images become model input: image archives (PNG/JPEG/BMP folders) and ``.npz`` of
+    uint8 images. Pixels are scaled to [0, 1], then normalized. Float ``.npz`` samples are
+    used as they are (already preprocessed), so these options must stay at their defaults
+    for them."""
+
+    normalize: Literal["none", "imagenet"] | Normalization = Field(
+        "none",
+        description="'imagenet' is mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225); or "
+        "give {mean, std} per channel.",
+    )
+    resize: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Resize the shorter side to this many pixels, then center-crop to the "
+        "model's input (ImageNet: 256 for a 224 model). Default: resize straight to the input.",
+    )
+    channel_order: Literal["rgb", "bgr"] = Field(
+        "rgb", description="The channel order the model expects (images are read as RGB)."
+    )
+
+    def is_default(self) -> bool:
+        return self == Preprocessing()
+
+
 class Sweep(_Strict):
     """Run the pipeline once per value of one step's setting; attribution is computed once."""
 
@@ -181,6 +222,7 @@ class Spec(_Strict):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     sweep: Sweep | None = None
     seed: int = Field(0, ge=0)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
 
     @model_validator(mode="after")
     def _sweep_fits(self) -> Spec:

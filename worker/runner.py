@@ -122,9 +122,14 @@ def _execute(
         architecture=model_record.architecture,
         architecture_args=model_record.architecture_args,
     )
-    data = load_dataset(str(fetch(resources, data_record, workdir)), model.input_shape)
+    options = spec.preprocessing
+    data = load_dataset(
+        str(fetch(resources, data_record, workdir)), model.input_shape, preprocessing=options
+    )
     eval_data = (
-        load_dataset(str(fetch(resources, eval_record, workdir)), model.input_shape)
+        load_dataset(
+            str(fetch(resources, eval_record, workdir)), model.input_shape, preprocessing=options
+        )
         if eval_record
         else None
     )

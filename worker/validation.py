@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compression.data import dataset_format, load_dataset
+from compression.data import dataset_format, load_dataset, load_npz
 from compression.errors import CompressionError
 from compression.evaluate import count_macs, count_parameters
 from compression.io import detect_model_format, load_model
@@ -71,7 +71,9 @@ def _inspect_model(path: Path, record: ModelRecord) -> dict[str, Any]:
 def _inspect_dataset(path: Path, record: DatasetRecord) -> dict[str, Any]:
     data_format = dataset_format(str(path))
     is_archive = data_format != "npz"
-    dataset = load_dataset(str(path), ARCHIVE_PROBE_SHAPE)
+    # npz are read as they are (a job fits uint8 images to its model); archives are decoded
+    # small, which finds every unreadable image now rather than in a job
+    dataset = load_dataset(str(path), ARCHIVE_PROBE_SHAPE) if is_archive else load_npz(path)
     return {
         "format": data_format,
         "samples": dataset.num_samples,

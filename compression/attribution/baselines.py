@@ -7,23 +7,27 @@ removing the detail a classifier relies on.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
 from compression.errors import InvalidSpec
 
+if TYPE_CHECKING:
+    from compression.data import Dataset
+
 BaselineName = Literal["zeros", "mean", "blur"]
 BLUR_SIGMA = 1.5
 
 
-def shared_baseline(name: BaselineName, calibration_x: torch.Tensor) -> torch.Tensor | None:
-    """A (1, ...) reference for every sample, or None when the baseline is per sample."""
+def shared_baseline(name: BaselineName, calibration: Dataset) -> torch.Tensor | None:
+    """A (1, ...) reference for every sample (in model-input space, after any
+    normalization), or None when the baseline is per sample."""
     if name == "zeros":
-        return torch.zeros_like(calibration_x[:1])
+        return torch.zeros((1, *calibration.sample_shape))
     if name == "mean":
-        return calibration_x.mean(dim=0, keepdim=True)
+        return calibration.mean_sample()
     if name == "blur":
         return None
     raise InvalidSpec(f"unknown baseline {name!r}; choose zeros, mean or blur")

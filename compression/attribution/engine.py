@@ -112,7 +112,7 @@ def attribute(
     """
     gm = normalize(model).eval()
     device = next(model.parameters()).device
-    shared = shared_baseline(baseline, data.x)
+    shared = shared_baseline(baseline, data)
     totals = _Totals(layers, channel_scores, per_weight, device)
     error, scale = 0.0, 0.0
     with rules_installed(gm) as rules, _capture(layers) as captured:

@@ -9,14 +9,19 @@ from __future__ import annotations
 import os
 import zipfile
 
+import torch
+from PIL import Image
+
 from compression.data.archive import load_image_archive
 from compression.data.dataset import Dataset
 from compression.data.members import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES
 from compression.data.npz import load_npz
+from compression.data.preprocessing import image_fit, normalization
 from compression.data.sniff import ACCEPTED_FORMATS, Container, sniff
 from compression.data.split import split
 from compression.data.validate import classes_covered, fit_to_model, validate_for_model
-from compression.errors import UnsupportedFormat
+from compression.errors import InvalidSpec, ShapeMismatch, UnsupportedFormat
+from jobspec import Preprocessing
 
 __all__ = [
     "Dataset",
@@ -37,6 +42,7 @@ def load_dataset(
     path: str | os.PathLike[str],
     input_shape: tuple[int, ...],
     *,
+    preprocessing: Preprocessing | None = None,
     max_members: int = DEFAULT_MAX_MEMBERS,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Dataset:
@@ -45,15 +51,44 @@ def load_dataset(
     A zip holding ``x.npy`` or ``y.npy`` is read as an npz, so a missing array is reported as
     such rather than as "no images".
 
-    ``input_shape`` (without the batch axis) sets how images are decoded; npz arrays are taken
-    as they are, so check them with :func:`validate_for_model`. The limits bound what an
-    archive may expand to (see :mod:`compression.data.members`).
+    ``input_shape`` (without the batch axis) and ``preprocessing`` set how images (archives,
+    uint8 npz) are fitted and normalized; float npz arrays are taken as they are, so check
+    them with :func:`validate_for_model`. The limits bound what an archive may expand to (see
+    :mod:`compression.data.members`).
     """
     if dataset_format(path) == "npz":
-        return load_npz(path, max_total_bytes=max_total_bytes)
+        return fit_images(load_npz(path, max_total_bytes=max_total_bytes), input_shape,
+                          preprocessing)  # fmt: skip
     return load_image_archive(
-        path, input_shape, max_members=max_members, max_total_bytes=max_total_bytes
-    )
+        path, input_shape, preprocessing=preprocessing, max_members=max_members,
+        max_total_bytes=max_total_bytes,
+    )  # fmt: skip
+
+
+def fit_images(
+    dataset: Dataset, input_shape: tuple[int, ...], preprocessing: Preprocessing | None
+) -> Dataset:
+    """uint8 images of an npz fitted and normalized like an image archive's; float samples
+    only pass when no preprocessing was asked for (they are taken as already prepared)."""
+    if dataset.x.dtype != torch.uint8:
+        if preprocessing is not None and not preprocessing.is_default():
+            raise InvalidSpec(
+                "preprocessing applies to images (image archives and .npz of uint8 images); "
+                "this .npz holds float samples, which are used as they are"
+            )
+        return dataset
+    fit = image_fit(input_shape, preprocessing)
+    x = dataset.x
+    if x.shape[2:] != (fit.height, fit.width) or fit.resize is not None or fit.bgr:
+        modes = {1: "L", 3: "RGB"}
+        if x.shape[1] not in modes:
+            raise ShapeMismatch(f"uint8 images need 1 or 3 channels, got {x.shape[1]}.")
+        x = torch.stack([
+            torch.from_numpy(fit(Image.fromarray(image.permute(1, 2, 0).squeeze(2).numpy(),
+                                                 modes[x.shape[1]])))
+            for image in x
+        ])  # fmt: skip
+    return Dataset(x, dataset.y, dataset.classes, normalization(preprocessing, fit.channels))
 
 
 def dataset_format(path: str | os.PathLike[str]) -> str:

@@ -1,28 +1,36 @@
-"""Load an image-folder archive (``class_name/image.png``) into tensors shaped for the model.
+"""Load an image-folder archive (``class_name/image.png``) as uint8 images shaped for the model.
 
-Class folders are sorted by name to give label indices, and samples are ordered by class then
-path, so the same images give the same dataset whether zipped or tarred, in any member order.
+Labels: folders named by integers (``0/``, ``7/``, ``999/``) are those class indices of the
+model, so a calibration set may hold any subset of its classes; other folder names are
+numbered in sorted order, or by their line in a ``classes.txt`` at the archive's root (the
+model's class names in order) when there is one. Samples are ordered by label then path, so
+the same images give the same dataset whether zipped or tarred, in any member order.
+
+Small archives are decoded once into a uint8 tensor; bigger ones stay encoded
+(:class:`EncodedImages`) and are decoded a batch at a time, so memory holds one batch of
+pixels however many images there are.
 """
 
 from __future__ import annotations
 
-import io
+import math
 import os
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-import numpy as np
 import torch
-from PIL import Image
 
 from compression.data.dataset import Dataset
+from compression.data.encoded_images import EncodedImages
 from compression.data.members import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, read_files
-from compression.errors import InvalidDataset, ShapeMismatch, UnsafeArchive
+from compression.data.preprocessing import image_fit, normalization
+from compression.errors import InvalidDataset
+from jobspec import Preprocessing
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
-# Only these decoders run: Pillow would otherwise sniff any of its formats, some of which
-# (EPS through Ghostscript) are a much larger attack surface than the accepted suffixes suggest.
-_PILLOW_FORMATS = ("PNG", "JPEG", "BMP")
-_MODES = {1: "L", 3: "RGB"}
+CLASS_LIST = "classes.txt"
+DECODED_IN_MEMORY_BYTES = 256 * 1024**2
+"""Archives whose decoded uint8 pixels fit in this are decoded once and kept in memory."""
 _LAYOUT = "class_name/image.png, optionally inside one top folder"
 
 
@@ -30,38 +38,78 @@ def load_image_archive(
     path: str | os.PathLike[str],
     input_shape: tuple[int, ...],
     *,
+    preprocessing: Preprocessing | None = None,
     max_members: int = DEFAULT_MAX_MEMBERS,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Dataset:
-    """Decode every image of a zip or tar(.gz) to ``input_shape`` (C, H, W), scaled to [0, 1].
+    """Every image of a zip or tar(.gz), fitted to ``input_shape`` (C, H, W) as
+    ``preprocessing`` says (default: resized straight to (H, W), RGB, scaled to [0, 1]).
 
-    C = 1 converts to grayscale and C = 3 to RGB; images are resized to (H, W) bilinearly. Any
-    other shape raises ShapeMismatch, as images cannot feed such a model.
+    C = 1 converts to grayscale and C = 3 to RGB; any other shape raises ShapeMismatch, as
+    images cannot feed such a model.
     """
-    if len(input_shape) != 3 or input_shape[0] not in _MODES:
-        raise ShapeMismatch(
-            f"Image archives give (C, H, W) samples with C = 1 or 3, but the model expects "
-            f"{tuple(input_shape)}; upload an .npz instead."
-        )
-    channels, height, width = input_shape
-    files = read_files(path, _is_image, max_members=max_members, max_total_bytes=max_total_bytes)
-    images: dict[str, np.ndarray] = {}
-    for name, data in files:
-        if name in images:  # a later copy would silently replace the first
-            raise InvalidDataset(f"Member {name!r} appears twice in the archive; keep one.")
-        images[name] = _decode(name, data, _MODES[channels], (width, height))
-    if not images:
+    fit = image_fit(input_shape, preprocessing)
+    members = read_files(path, _is_wanted, max_members=max_members, max_total_bytes=max_total_bytes)
+    class_list: list[list[str]] = []
+
+    def images() -> Iterator[tuple[str, bytes]]:
+        seen: set[str] = set()
+        for name, data in members:
+            if PurePosixPath(name).name == CLASS_LIST:
+                class_list.append(_read_class_list(name, data))
+                continue
+            if name in seen:  # a later copy would silently replace the first
+                raise InvalidDataset(f"Member {name!r} appears twice in the archive; keep one.")
+            seen.add(name)
+            yield name, data
+
+    shape = (fit.channels, fit.height, fit.width)
+    encoded = EncodedImages.collect(images(), fit, shape)  # streamed to disk, archive order
+    if not len(encoded):
         raise InvalidDataset(
             f"The archive holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); lay it out as "
             f"{_LAYOUT}."
         )
-    class_of = _class_folders(list(images))
-    classes = tuple(sorted(set(class_of.values())))
-    order = sorted(images, key=lambda name: (class_of[name], name))
-    x = torch.from_numpy(np.stack([images[name] for name in order]))
-    label = {class_name: index for index, class_name in enumerate(classes)}
-    y = torch.tensor([label[class_of[name]] for name in order], dtype=torch.int64)
-    return Dataset(x, y, classes)
+    class_of = _class_folders(encoded.names)
+    classes, label = _labels(sorted(set(class_of.values())), class_list[0] if class_list else None)
+    order = sorted(range(len(encoded)), key=lambda i: (label[class_of[encoded.names[i]]],
+                                                         encoded.names[i]))  # fmt: skip
+    encoded = encoded[torch.tensor(order, dtype=torch.int64)]
+    y = torch.tensor([label[class_of[name]] for name in encoded.names], dtype=torch.int64)
+    x = encoded.read() if len(order) * math.prod(shape) <= DECODED_IN_MEMORY_BYTES else encoded
+    return Dataset(x, y, classes, normalization(preprocessing, fit.channels))
+
+
+def _is_wanted(name: str) -> bool:
+    path = PurePosixPath(name)
+    return _is_image(name) or (path.name == CLASS_LIST and len(path.parts) <= 2)
+
+
+def _read_class_list(name: str, data: bytes) -> list[str]:
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InvalidDataset(f"{name!r} must be UTF-8 text, one class name a line.") from exc
+    names = [line.strip() for line in lines if line.strip()]
+    if len(set(names)) != len(names):
+        raise InvalidDataset(f"{name!r} names a class twice.")
+    return names
+
+
+def _labels(folders: list[str], class_list: list[str] | None) -> tuple[tuple[str, ...], dict]:
+    """Class names (index = label) and the label of each folder."""
+    if class_list is not None:
+        unknown = sorted(set(folders) - set(class_list))
+        if unknown:
+            raise InvalidDataset(
+                f"Folders {unknown[:5]} are not listed in {CLASS_LIST}; list every class of "
+                "the model there, one name a line, in the model's order."
+            )
+        return tuple(class_list), {name: class_list.index(name) for name in folders}
+    if all(folder.isdigit() for folder in folders):
+        largest = max(int(folder) for folder in folders)
+        return tuple(str(i) for i in range(largest + 1)), {f: int(f) for f in folders}
+    return tuple(folders), {name: index for index, name in enumerate(folders)}
 
 
 def _is_image(name: str) -> bool:
@@ -80,20 +128,3 @@ def _class_folders(names: list[str]) -> dict[str, str]:
         return {name: p[1] for name, p in parts.items()}
     stray = next(name for name, p in parts.items() if len(p) != 2)
     raise InvalidDataset(f"Expected images at {_LAYOUT}; found {stray!r}.")
-
-
-def _decode(name: str, data: bytes, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """One image as a (C, H, W) float32 array in [0, 1]."""
-    try:
-        with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as image:
-            pixels = image.convert(mode)
-    except Image.DecompressionBombError as exc:
-        raise UnsafeArchive(
-            f"Image {name!r} has more pixels than allowed ({exc}); downscale it before upload."
-        ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidDataset(f"Member {name!r} is not a readable PNG, JPEG or BMP image.") from exc
-    if pixels.size != size:
-        pixels = pixels.resize(size, Image.Resampling.BILINEAR)
-    array = np.asarray(pixels, dtype=np.float32) / np.float32(255)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)

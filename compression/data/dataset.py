@@ -7,24 +7,31 @@ finite values), so a ``Dataset`` that exists is usable and later stages need not
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from compression.data.encoded_images import EncodedImages
+from compression.data.preprocessing import Normalization
 from compression.errors import InvalidDataset
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Samples ``x`` (float32; (N, F), (N, C, L) or (N, C, H, W)), labels ``y`` (int64, (N,)),
-    class names.
+    """Samples ``x``, labels ``y`` (int64, (N,)), class names, and how a batch of samples
+    becomes model input.
 
+    ``x`` is float32 ((N, F), (N, C, L) or (N, C, H, W)), used as it is, or uint8 images
+    (N, C, H, W), in memory or :class:`EncodedImages` decoded a batch at a time; uint8 stays
+    uint8 until a batch is formed (:meth:`batches`, :meth:`samples`), where ``normalization``
+    scales it to [0, 1] and applies the per-channel mean/std.
     ``classes[i]`` names label ``i``; labels lie in ``0..len(classes) - 1``.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | EncodedImages
     y: torch.Tensor
     classes: tuple[str, ...]
+    normalization: Normalization = field(default_factory=Normalization)
 
     def __post_init__(self) -> None:
         _check_samples(self.x)
@@ -44,19 +51,37 @@ class Dataset:
 
     def subset(self, index: torch.Tensor) -> Dataset:
         """The samples at ``index`` (integer positions or a boolean mask), same class names."""
-        return Dataset(self.x[index], self.y[index], self.classes)
+        return Dataset(self.x[index], self.y[index], self.classes, self.normalization)
+
+    def samples(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Model input for the samples at ``index``, as one float batch."""
+        part = self.x[index]
+        return self.normalization(part.read() if isinstance(part, EncodedImages) else part)
 
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Consecutive ``(x, y)`` batches in dataset order, so every pass sees the same data."""
+        """Consecutive ``(x, y)`` batches in dataset order, so every pass sees the same data;
+        only the current batch is decoded and converted to float."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         for start in range(0, self.num_samples, batch_size):
-            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+            window = slice(start, start + batch_size)
+            yield self.samples(window), self.y[window]
+
+    def mean_sample(self, batch_size: int = 256) -> torch.Tensor:
+        """The mean model input, (1, *sample_shape), accumulated batch by batch."""
+        total = torch.zeros((1, *self.sample_shape), dtype=torch.float64)
+        for x, _ in self.batches(batch_size):
+            total += x.sum(dim=0, keepdim=True, dtype=torch.float64)
+        return (total / self.num_samples).float()
 
 
-def _check_samples(x: torch.Tensor) -> None:
+def _check_samples(x: torch.Tensor | EncodedImages) -> None:
+    if x.dtype == torch.uint8:
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise InvalidDataset(f"uint8 samples must be (N, C, H, W) images, got {x.shape}.")
+        return
     if x.dtype != torch.float32:
-        raise InvalidDataset(f"Samples must be float32, got {x.dtype}.")
+        raise InvalidDataset(f"Samples must be float32 or uint8 images, got {x.dtype}.")
     if x.ndim not in (2, 3, 4):
         raise InvalidDataset(
             "Samples must have shape (N, features), (N, C, L) or (N, C, H, W), "

@@ -28,6 +28,8 @@ def load_npz(
     """Read arrays ``x``, ``y`` and optional ``classes`` (strings) from an ``.npz``.
 
     ``x`` of shape (N, H, W) gains a channel axis; class names default to "0".."K-1".
+    uint8 ``x`` are images: kept uint8 (N, C, H, W) (channels-last (N, H, W, C) is turned
+    around) and scaled to [0, 1] when a batch is formed; other numbers become float32.
     """
     try:
         loaded = np.load(source, allow_pickle=False)
@@ -78,8 +80,19 @@ def _samples(x: np.ndarray) -> np.ndarray:
         raise InvalidDataset(
             f"x must have shape (N, features), (N, C, L), (N, H, W) or (N, C, H, W), got {x.shape}."
         )
+    if x.dtype == np.uint8 and x.ndim in (3, 4):
+        return _images(x)
     with np.errstate(over="ignore"):  # out-of-range values become Inf, refused by Dataset
         return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    """uint8 images as contiguous (N, C, H, W), still uint8."""
+    if x.ndim == 3:
+        return np.ascontiguousarray(x[:, None])
+    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # channels last, as images usually come
+    return np.ascontiguousarray(x)
 
 
 def _labels(y: np.ndarray) -> np.ndarray:

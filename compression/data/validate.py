@@ -21,7 +21,8 @@ def fit_to_model(dataset: Dataset, input_shape: tuple[int, ...], num_classes: in
     shape = tuple(input_shape)
     squeezed = tuple(size for size in dataset.sample_shape if size != 1)
     if dataset.sample_shape != shape and squeezed == tuple(s for s in shape if s != 1):
-        dataset = Dataset(dataset.x.reshape(-1, *shape), dataset.y, dataset.classes)
+        reshaped = dataset.x.reshape(-1, *shape)
+        dataset = Dataset(reshaped, dataset.y, dataset.classes, dataset.normalization)
     validate_for_model(dataset, shape, num_classes)
     return dataset
 

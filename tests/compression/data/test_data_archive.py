@@ -45,10 +45,13 @@ def test_image_folders_decode_to_exact_tensors(members, make_zip, make_tar, kind
     dataset = load_image_archive(path, (3, 2, 3))
     assert dataset.classes == ("cat", "dog")
     assert dataset.y.tolist() == [0, 0, 1]
-    assert dataset.x.dtype == torch.float32
+    assert dataset.x.dtype == torch.uint8  # kept uint8 until a batch is formed
     assert dataset.x.shape == (3, 3, 2, 3)
-    assert torch.equal(dataset.x, expected_rgb())
-    assert dataset.x[2, :, 0, 0].tolist() == pytest.approx([0.2, 0.4, 1.0], abs=1e-7)
+    assert dataset.x[2, :, 0, 0].tolist() == list(STEEL)
+    (x, y), *rest = list(dataset.batches(8))
+    assert not rest and x.dtype == torch.float32 and y.tolist() == [0, 0, 1]
+    assert torch.equal(x, expected_rgb())
+    assert x[2, :, 0, 0].tolist() == pytest.approx([0.2, 0.4, 1.0], abs=1e-7)
 
 
 def test_grayscale_without_top_folder(make_zip, make_png):
@@ -63,9 +66,10 @@ def test_grayscale_without_top_folder(make_zip, make_png):
     assert dataset.classes == ("a", "b")
     assert dataset.y.tolist() == [0, 0, 1]
     assert dataset.x.shape == (3, 1, 4, 4)
-    assert torch.equal(dataset.x[0], torch.zeros(1, 4, 4))
-    assert torch.equal(dataset.x[1], torch.ones(1, 4, 4))
-    assert torch.equal(dataset.x[2], torch.full((1, 4, 4), np.float32(120) / np.float32(255)))
+    x = dataset.samples(torch.arange(3))
+    assert torch.equal(x[0], torch.zeros(1, 4, 4))
+    assert torch.equal(x[1], torch.ones(1, 4, 4))
+    assert torch.equal(x[2], torch.full((1, 4, 4), np.float32(120) / np.float32(255)))
 
 
 def _jpeg(color: tuple[int, int, int]) -> bytes:

@@ -28,9 +28,11 @@ def test_round_trip_keeps_values_and_sets_dtypes(make_npz):
     x = np.arange(24, dtype=np.uint8).reshape(2, 3, 2, 2)
     y = np.array([1, 0], dtype=np.int32)
     dataset = load_npz(make_npz(x=x, y=y))
-    assert dataset.x.dtype == torch.float32
+    assert dataset.x.dtype == torch.uint8  # images: uint8 until a batch is formed
     assert dataset.y.dtype == torch.int64
-    assert torch.equal(dataset.x, torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2))
+    assert torch.equal(dataset.x, torch.arange(24, dtype=torch.uint8).reshape(2, 3, 2, 2))
+    expected = torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2) / 255
+    assert torch.equal(dataset.samples(slice(None)), expected)
     assert dataset.y.tolist() == [1, 0]
     assert dataset.classes == ("0", "1")
     assert dataset.sample_shape == (3, 2, 2)
