@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from benchmarks.common import RESULTS, markdown_table, write_results
 from compression import zoo
@@ -43,6 +44,7 @@ SPEC = {
     "preprocessing": {"normalize": "imagenet"},
 }
 ADDRESS_SPACE_LIMIT = 16 * 1024**3
+FORMATS = (*USER_FORMATS, "safetensors")
 
 
 def _calibration(path: Path, count: int, seed: int = 0) -> Path:
@@ -60,7 +62,7 @@ def _calibration(path: Path, count: int, seed: int = 0) -> Path:
     return path
 
 
-def child(model_path: str, data_path: str, spec_json: str) -> dict:
+def child(model_path: str, data_path: str, spec_json: str, architecture: str = "") -> dict:
     """One job, in this process; returns its measurements."""
     import torch_pruning as tp
 
@@ -69,7 +71,7 @@ def child(model_path: str, data_path: str, spec_json: str) -> dict:
 
     spec = Spec.model_validate_json(spec_json)
     started = time.perf_counter()
-    model = load_model(model_path)
+    model = load_model(model_path, architecture=architecture or None)
     intake = time.perf_counter() - started
     fp32_bytes = 4 * sum(p.numel() for p in model.module.parameters())
     graph_started = time.perf_counter()
@@ -107,12 +109,14 @@ def child(model_path: str, data_path: str, spec_json: str) -> dict:
     }
 
 
-def _run_child(model_path: Path, data_path: Path, spec: dict, timeout: float) -> dict:
+def _run_child(
+    model_path: Path, data_path: Path, spec: dict, timeout: float, architecture: str = ""
+) -> dict:
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 
     command = [sys.executable, "-m", "benchmarks.real_archs", "--child", str(model_path),
-               str(data_path), json.dumps(spec)]  # fmt: skip
+               str(data_path), json.dumps(spec), architecture]  # fmt: skip
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               preexec_fn=cap, cwd=Path(__file__).parents[1])  # fmt: skip
@@ -152,10 +156,10 @@ def _row(name: str, user_format: str, found: dict) -> list[object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default=",".join(BUILDERS))
-    parser.add_argument("--formats", default=",".join(USER_FORMATS))
+    parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--images", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=1200)
-    parser.add_argument("--child", nargs=3)
+    parser.add_argument("--child", nargs=4)
     args = parser.parse_args()
     if args.child:
         torch.set_num_threads(2)
@@ -171,8 +175,14 @@ def main() -> None:
             model, shape = zoo.build(name, {})
             example = torch.rand(2, *shape)
             for user_format in args.formats.split(","):
-                path = write_as(user_format, model, example, folder / f"{name}-{user_format}")
-                found = _run_child(path, calibration, SPEC, args.timeout)
+                stem = folder / f"{name}-{user_format}"
+                if user_format == "safetensors":  # weights + the zoo's architecture name
+                    path = stem.with_suffix(".safetensors")
+                    save_file(model.state_dict(), str(path))
+                    found = _run_child(path, calibration, SPEC, args.timeout, name)
+                else:
+                    path = write_as(user_format, model, example, stem)
+                    found = _run_child(path, calibration, SPEC, args.timeout)
                 found["upload_bytes"] = path.stat().st_size
                 raw["runs"][f"{name}/{user_format}"] = found
                 print(name, user_format, json.dumps(found)[:300], flush=True)
@@ -200,7 +210,7 @@ def _images_run(folder: Path, count: int, timeout: float) -> dict:
 
 
 def _write(raw: dict) -> None:
-    order = [f"{n}/{f}" for n in BUILDERS for f in USER_FORMATS]
+    order = [f"{n}/{f}" for n in BUILDERS for f in FORMATS]
     runs = sorted(raw["runs"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
     rows = [_row(*key.split("/"), found) for key, found in runs]
     header = ["architecture", "format", "intake (s)", "dep. graph (s)", "job stages (s)",

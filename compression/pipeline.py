@@ -123,9 +123,10 @@ def _run(
             working.module, model.input_shape, splits.evaluation, spec.evaluation, monitor,
             latency=False,
         )  # fmt: skip
+        monitor.report(0.5)
         latency = compare_latency(
             model.module, working.module, model.input_shape, spec.evaluation.latency_batch,
-            spec.evaluation.latency_repeats,
+            spec.evaluation.latency_repeats, progress=lambda done: monitor.report(0.5 + 0.3 * done),
         )  # fmt: skip
         before = replace(before, latency_ms=latency.before.median_ms)
         after = replace(after, latency_ms=latency.after.median_ms)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -63,8 +64,10 @@ def compare_latency(
     batch: int = 1,
     repeats: int = 30,
     warmup: int = 3,
+    progress: Callable[[float], None] | None = None,
 ) -> LatencyComparison:
-    """Time ``before`` and ``after`` alternately (which goes first alternates too)."""
+    """Time ``before`` and ``after`` alternately (which goes first alternates too);
+    ``progress`` hears the fraction done after each pair (big models take seconds a run)."""
     before.eval()
     after.eval()
     x = torch.rand((batch, *input_shape), generator=torch.Generator().manual_seed(0))
@@ -77,6 +80,8 @@ def compare_latency(
         order = ("before", "after") if index % 2 == 0 else ("after", "before")
         for name in order:
             times[name].append(_time_once(models[name], x))
+        if progress is not None:
+            progress((index + 1) / repeats)
     first, second = spread(times["before"]), spread(times["after"])
     overlap = first.p10_ms <= second.p90_ms and second.p10_ms <= first.p90_ms
     if overlap:
