@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python -m benchmarks.deeplift_variants
 	$(BIN)/python -m benchmarks.attribution_speed
 	$(BIN)/python -m benchmarks.sharing_and_precision
+	$(BIN)/python -m benchmarks.real_archs --images 20000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
