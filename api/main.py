@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import telemetry
+from api.body_limit import BodyLimit
 from api.problem_details import install_handlers
 from api.routes import health, jobs, webhooks
-from api.routes.uploads import DATASET, MODEL, upload_router
+from api.routes.uploads import DATASET, MODEL, MULTIPART_OVERHEAD_BYTES, upload_router
 from api.schemas import PROBLEM_RESPONSES
 from core.db import make_engine, make_sessionmaker
 from core.dispatch import CeleryDispatcher, Dispatcher
@@ -47,13 +48,26 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         yield
         engine.dispose()  # return every pooled connection when the server stops
 
-    app = FastAPI(title="xai-compress", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="xai-compress",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.storage = make_storage(settings)
     app.state.dispatcher = dispatcher
     app.state.outbound_policy = webhook_policy(settings)  # tests swap the resolver
+    upload_limits = {
+        "/v1/models": settings.max_model_bytes + MULTIPART_OVERHEAD_BYTES,
+        "/v1/datasets": settings.max_dataset_bytes + MULTIPART_OVERHEAD_BYTES,
+    }
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda scope: upload_limits.get(scope["path"], settings.max_request_body_bytes),
+    )
     install_handlers(app)
     telemetry.install(app)
     app.include_router(health.router)

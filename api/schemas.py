@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.job_view import ErrorInfo, error_info
+from core.job_view import ErrorInfo, Timestamp, error_info
 from core.tables import (
     Artifact,
     DatasetRecord,
@@ -36,22 +36,38 @@ class ProblemOut(BaseModel):
     )
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {
-        "model": ProblemOut,
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
-        },
-        "description": text,
-    }
-    for status, text in {
-        401: "Missing or invalid API key (`unauthorized`).",
-        404: "No such object in this project (`not_found`).",
-        409: "Conflict (`idempotency_key_reused`, `model_in_use`, `model_invalid`, ...).",
-        413: "Upload larger than the limit (`payload_too_large`).",
-        422: "The request is invalid (`validation_error`), with field errors.",
-    }.items()
+PROBLEM_TEXTS = {
+    400: "Malformed request: `invalid_cursor` (an `after` that is no item of this list), "
+    "`invalid_multipart` (a garbled or cut-off multipart body, oversized part headers, two "
+    "`file` parts, too many or too large form fields), `bad_request` (a body that cannot be "
+    "parsed).",
+    401: "Missing or invalid API key (`unauthorized`).",
+    404: "No such object in this project (`not_found`).",
+    409: "Conflict (`idempotency_key_reused`, `model_in_use`, `model_invalid`, ...).",
+    413: "The body is larger than its limit (`payload_too_large`): `MAX_MODEL_BYTES` and "
+    "`MAX_DATASET_BYTES` for uploads, `MAX_REQUEST_BODY_BYTES` for JSON bodies.",
+    415: "Uploads must be sent as `multipart/form-data` (`unsupported_media_type`).",
+    422: "The request is invalid (`validation_error`, `invalid_filename`, "
+    "`unknown_mlflow_target`), with field errors.",
 }
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json answers a route can give."""
+    return {
+        status: {
+            "model": ProblemOut,
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+            },
+            "description": PROBLEM_TEXTS[status],
+        }
+        for status in statuses
+    }
+
+
+PROBLEM_RESPONSES = problem_responses(400, 401, 404, 409, 413, 422)
+"""What every /v1 route may answer besides its success."""
 
 
 class Page(BaseModel, Generic[T]):
@@ -71,7 +87,7 @@ class UploadOut(BaseModel):
     status: Literal["pending", "ready", "invalid"]
     error: ErrorInfo | None
     format: str | None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ModelOut(UploadOut):
@@ -94,18 +110,19 @@ class DatasetOut(UploadOut):
     classes: list[str] | None
 
 
+MLFLOW_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$"
+
+
 class MlflowTarget(BaseModel):
-    """Log the job's parameters, metrics and compressed model to an MLflow tracking server."""
+    """Log the job's parameters, metrics and compressed model to one of the MLflow servers the
+    operator configured (``MLFLOW_TARGETS``), by name: a job never gives a URI or a path."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tracking_uri: str = Field(description="e.g. http://mlflow:5000 or sqlite:///mlflow.db")
-    experiment: str = "xai-compress"
-    artifact_location: str | None = Field(
-        None, description="Where a new experiment keeps artifacts (default: the server's)."
-    )
+    target: str = Field(max_length=64, description="The name of an operator-configured server.")
+    experiment: str = Field("xai-compress", pattern=MLFLOW_NAME)
     register_as: str | None = Field(
-        None, description="Register the compressed ONNX model under this name."
+        None, pattern=MLFLOW_NAME, description="Register the compressed ONNX model under this name."
     )
 
 
@@ -129,11 +146,26 @@ class JobCreate(Spec):
         },
     )
 
-    model_id: str
-    dataset_id: str
-    eval_dataset_id: str | None = None
+    model_id: str = Field(max_length=32)
+    dataset_id: str = Field(max_length=32)
+    eval_dataset_id: str | None = Field(None, max_length=32)
     metadata: dict[str, Any] = Field(default_factory=dict)
     mlflow: MlflowTarget | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _finite(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        """JSON has no NaN or Infinity; a database that stores the body refuses them."""
+        stack: list[Any] = [metadata]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("metadata holds NaN or Infinity, which JSON cannot carry")
+            if isinstance(value, dict):
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+        return metadata
 
 
 WebhookEvent = Literal["job.succeeded", "job.failed", "job.cancelled"]
@@ -158,7 +190,7 @@ class WebhookOut(BaseModel):
     secret: str | None = Field(
         None, description="The signing secret (whsec_...); returned only when created."
     )
-    created_at: datetime
+    created_at: Timestamp
 
 
 class AttemptOut(BaseModel):
@@ -166,7 +198,7 @@ class AttemptOut(BaseModel):
     status_code: int | None
     error: str | None
     duration_ms: float
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DeliveryOut(BaseModel):
@@ -175,15 +207,15 @@ class DeliveryOut(BaseModel):
     job_id: str
     status: Literal["pending", "succeeded", "failed"]
     attempts: list[AttemptOut]
-    next_attempt_at: datetime | None
-    created_at: datetime
+    next_attempt_at: Timestamp | None
+    created_at: Timestamp
 
 
 class EventOut(BaseModel):
     seq: int
     type: str
     data: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ArtifactOut(BaseModel):
@@ -192,7 +224,7 @@ class ArtifactOut(BaseModel):
     size_bytes: int
     sha256: str
     download_url: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 def _upload_fields(record: ModelRecord | DatasetRecord) -> dict[str, Any]:

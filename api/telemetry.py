@@ -3,6 +3,7 @@ database at scrape time, since jobs run in other processes)."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -12,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from core.problems import Problem, not_found
 from core.tables import Job
 
 STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
@@ -78,5 +80,19 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        _authorize_scrape(request, app.state.settings.metrics_token)
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+
+def _authorize_scrape(request: Request, token: str | None) -> None:
+    """/metrics counts every project's jobs, so it answers only to its own token (no project
+    key opens it); without a configured token it does not exist."""
+    if token is None:
+        raise not_found("endpoint", "/metrics")
+    presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        raise Problem(
+            401, "unauthorized", "Metrics token required",
+            "Send the operator's METRICS_TOKEN as 'Authorization: Bearer <token>'.",
+        )  # fmt: skip

@@ -54,6 +54,13 @@ class UnsafeArchive(CompressionError):
     code = "unsafe_archive"
 
 
+class LimitExceeded(CompressionError):
+    """A size the file declares (input elements, parameters, pixels, decoded bytes) is above
+    a limit the operator set; the message names the limit."""
+
+    code = "limit_exceeded"
+
+
 class InvalidSpec(CompressionError):
     """The compression spec is valid JSON but cannot be applied to this model."""
 

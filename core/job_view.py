@@ -6,12 +6,21 @@ lives here so the core never imports the API's schemas and the two can never dri
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from core.tables import Job
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+"""A moment as RFC 3339 in UTC with its offset (``2026-01-02T03:04:05.678901Z``); the database
+keeps naive UTC, which a client could not tell from local time."""
 
 
 class ErrorInfo(BaseModel):
@@ -34,9 +43,9 @@ class JobOut(BaseModel):
     spec: dict[str, Any]
     metadata: dict[str, Any]
     attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
 
 def error_info(code: str | None, message: str | None) -> ErrorInfo | None:

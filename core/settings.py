@@ -7,12 +7,24 @@ turns the same code into the distributed deployment.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TARGET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class MlflowServer(BaseModel):
+    """An MLflow tracking server the operator lets jobs log to, known to tenants by name only."""
+
+    tracking_uri: str = Field(description="e.g. http://mlflow:5000")
+    artifact_location: str | None = Field(
+        None, description="Where new experiments keep artifacts (default: the server's)."
+    )
 
 
 class Settings(BaseSettings):
@@ -43,6 +55,31 @@ class Settings(BaseSettings):
 
     max_model_bytes: int = Field(512 * 1024**2, description="Largest model upload (413 above).")
     max_dataset_bytes: int = Field(2 * 1024**3, description="Largest dataset upload (413 above).")
+    max_request_body_bytes: int = Field(
+        1024**2, gt=0, description="Largest JSON request body (413 above); uploads have theirs."
+    )
+    max_archive_expanded_bytes: int = Field(
+        2 * 1024**3, gt=0, description="Uncompressed bytes of all members of one uploaded archive."
+    )
+    max_archive_members: int = Field(100_000, gt=0, description="Members of one archive.")
+    max_compression_ratio: float = Field(
+        200.0, gt=1, description="How many times one archive member (>1 MiB) may inflate."
+    )
+    max_metadata_bytes: int = Field(
+        64 * 1024**2, gt=0, description="One JSON member of a .pt2 (graph, weights config)."
+    )
+    max_input_elements: int = Field(
+        4 * 1024**2, gt=0, description="Elements of one model input sample (C*H*W)."
+    )
+    max_model_parameters: int = Field(
+        150_000_000, gt=0, description="Parameters of a built-in architecture, counted first."
+    )
+    max_image_pixels: int = Field(
+        4096 * 4096, gt=0, description="Pixels of one image in an image-folder dataset."
+    )
+    max_decoded_dataset_bytes: int = Field(
+        4 * 1024**3, gt=0, description="A dataset's samples decoded to float32, in bytes."
+    )
     job_soft_time_limit: int = Field(3 * 3600, description="Seconds before a job is asked to stop.")
     job_time_limit: int = Field(3 * 3600 + 300, description="Seconds before a job is killed.")
     stale_job_seconds: int = Field(
@@ -70,6 +107,25 @@ class Settings(BaseSettings):
     webhook_max_response_bytes: int = Field(
         64 * 1024, ge=0, description="Bytes of a receiver's answer read, at most."
     )
+
+    mlflow_targets: dict[str, MlflowServer] = Field(
+        default_factory=dict,
+        description='Named MLflow servers jobs may log to, as JSON: {"team": {"tracking_uri": '
+        '"http://mlflow:5000"}}. A job names one; it never gives a URI or a path.',
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token that /metrics requires (it shows every project's job counts); "
+        "unset, /metrics answers 404.",
+    )
+
+    @field_validator("mlflow_targets")
+    @classmethod
+    def _target_names(cls, targets: dict[str, MlflowServer]) -> dict[str, MlflowServer]:
+        for name in targets:
+            if not re.match(TARGET_NAME, name):
+                raise ValueError(f"MLflow target name {name!r} must match {TARGET_NAME}")
+        return targets
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,7 +18,7 @@ Scope = Literal["global", "layer"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PruneFilters(_Strict):
@@ -35,7 +35,9 @@ class PruneFilters(_Strict):
     protected: list[str] | None = Field(
         None, description="Layers never pruned; default: the first conv and the classifier."
     )
-    round_to: int | None = Field(None, ge=1, description="Keep channel counts multiples of this.")
+    round_to: int | None = Field(
+        None, ge=1, le=1024, description="Keep channel counts multiples of this."
+    )
     iterative_steps: int = Field(1, ge=1, le=20, description="Prune in steps, rescoring each.")
     max_layer_ratio: float = Field(
         0.95, gt=0, lt=1, description="No layer loses more than this fraction (global scope)."
@@ -128,7 +130,9 @@ Step = Annotated[
 
 
 class AttributionSettings(_Strict):
-    samples: int = Field(512, ge=1, description="Calibration samples used to score importance.")
+    samples: int = Field(
+        512, ge=1, le=1_000_000, description="Calibration samples used to score importance."
+    )
     batch_size: int = Field(128, ge=1, le=4096)
     target: Literal["label", "predicted"] = Field(
         "label", description="Explain the true class or the predicted one."
@@ -205,7 +209,7 @@ class Preprocessing(_Strict):
 class Sweep(_Strict):
     """Run the pipeline once per value of one step's setting; attribution is computed once."""
 
-    step: int = Field(0, ge=0, description="Index of the step whose setting varies.")
+    step: int = Field(0, ge=0, le=15, description="Index of the step whose setting varies.")
     parameter: Literal["ratio", "sparsity", "clusters", "average_bits"]
     values: list[float] = Field(min_length=1, max_length=32)
     max_accuracy_drop: float = Field(
@@ -221,7 +225,7 @@ class Spec(_Strict):
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     sweep: Sweep | None = None
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds splits, k-means and training.")
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
 
     @model_validator(mode="after")

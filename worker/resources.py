@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from compression.intake_limits import IntakeLimits
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from core.storage import Storage, make_storage
@@ -20,9 +21,20 @@ class Resources:
     sessionmaker: sessionmaker[Session]
     storage: Storage
 
+    @property
+    def limits(self) -> IntakeLimits:
+        """The engine's intake limits, each read from the setting of the same name."""
+        return intake_limits(self.settings)
+
     def close(self) -> None:
         """Return the pooled database connections (a process that is done with them)."""
         self.sessionmaker.kw["bind"].dispose()
+
+
+def intake_limits(settings: Settings) -> IntakeLimits:
+    return IntakeLimits(
+        **{field.name: getattr(settings, field.name) for field in fields(IntakeLimits)}
+    )
 
 
 def build_resources(settings: Settings) -> Resources:

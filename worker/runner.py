@@ -121,14 +121,19 @@ def _execute(
         str(fetch(resources, model_record, workdir)),
         architecture=model_record.architecture,
         architecture_args=model_record.architecture_args,
+        limits=resources.limits,
     )
     options = spec.preprocessing
     data = load_dataset(
-        str(fetch(resources, data_record, workdir)), model.input_shape, preprocessing=options
-    )
+        str(fetch(resources, data_record, workdir)), model.input_shape, resources.limits,
+        preprocessing=options,
+    )  # fmt: skip
     eval_data = (
         load_dataset(
-            str(fetch(resources, eval_record, workdir)), model.input_shape, preprocessing=options
+            str(fetch(resources, eval_record, workdir)),
+            model.input_shape,
+            resources.limits,
+            preprocessing=options,
         )
         if eval_record
         else None
@@ -171,7 +176,8 @@ def _export(
         job = session.get(Job, job_id)
         target, spec = job.mlflow, job.spec
     if target:
-        metrics["mlflow"] = log_job(target, job_id, spec, metrics, out)
+        servers = resources.settings.mlflow_targets
+        metrics["mlflow"] = log_job(servers, target, job_id, spec, metrics, out)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for path in sorted(out.iterdir()):
         _store_artifact(resources, job_id, path)

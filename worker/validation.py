@@ -16,6 +16,7 @@ from typing import Any
 from compression.data import dataset_format, load_dataset, load_npz
 from compression.errors import CompressionError
 from compression.evaluate import count_macs, count_parameters
+from compression.intake_limits import IntakeLimits
 from compression.io import detect_model_format, load_model
 from core.tables import DatasetRecord, ModelRecord
 from worker.resources import Resources, fetch
@@ -30,7 +31,7 @@ def _validate(
     resources: Resources,
     table: type[ModelRecord] | type[DatasetRecord],
     record_id: str,
-    inspect: Callable[[Path, Any], dict[str, Any]],
+    inspect: Callable[[Path, Any, IntakeLimits], dict[str, Any]],
 ) -> str:
     with resources.sessionmaker() as session:
         record = session.get(table, record_id)
@@ -39,7 +40,12 @@ def _validate(
     with tempfile.TemporaryDirectory(prefix=f"{record_id}-") as workdir:
         path = fetch(resources, record, Path(workdir))
         try:
-            found, status, code, message = inspect(path, record), "ready", None, None
+            found, status, code, message = (
+                inspect(path, record, resources.limits),
+                "ready",
+                None,
+                None,
+            )
         except CompressionError as exc:
             found, status, code, message = {}, "invalid", exc.code, exc.message
         except Exception as exc:
@@ -51,13 +57,19 @@ def _validate(
         for name, value in found.items():
             setattr(record, name, value)
         record.status, record.error_code, record.error_message = status, code, message
+        storage_key = record.storage_key
+    if status == "invalid":  # the record says why; the refused bytes serve no one
+        resources.storage.delete(storage_key)
     return status
 
 
-def _inspect_model(path: Path, record: ModelRecord) -> dict[str, Any]:
+def _inspect_model(path: Path, record: ModelRecord, limits: IntakeLimits) -> dict[str, Any]:
     model_format = detect_model_format(str(path))
     loaded = load_model(
-        str(path), architecture=record.architecture, architecture_args=record.architecture_args
+        str(path),
+        architecture=record.architecture,
+        architecture_args=record.architecture_args,
+        limits=limits,
     )
     return {
         "format": str(model_format),
@@ -68,12 +80,16 @@ def _inspect_model(path: Path, record: ModelRecord) -> dict[str, Any]:
     }
 
 
-def _inspect_dataset(path: Path, record: DatasetRecord) -> dict[str, Any]:
+def _inspect_dataset(path: Path, record: DatasetRecord, limits: IntakeLimits) -> dict[str, Any]:
     data_format = dataset_format(str(path))
     is_archive = data_format != "npz"
     # npz are read as they are (a job fits uint8 images to its model); archives are decoded
     # small, which finds every unreadable image now rather than in a job
-    dataset = load_dataset(str(path), ARCHIVE_PROBE_SHAPE) if is_archive else load_npz(path)
+    dataset = (
+        load_dataset(str(path), ARCHIVE_PROBE_SHAPE, limits)
+        if is_archive
+        else load_npz(path, limits)
+    )
     return {
         "format": data_format,
         "samples": dataset.num_samples,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DispatcherDep, ProjectDep, SessionDep, StorageDep
+from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import ArtifactOut, EventOut, JobCreate, Page, artifact_out, event_out
@@ -29,6 +29,8 @@ from core.tables import Artifact, DatasetRecord, IdempotencyKey, Job, JobEvent, 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 SSE_POLL_SECONDS = 0.5
+MAX_SEQ = 2**63 - 1
+"""Event numbers are 64-bit in the database; a larger cursor is refused, not overflowed."""
 SSE_KEEPALIVE_SECONDS = 15.0
 
 
@@ -79,8 +81,16 @@ def create_job(
     response: Response,
     project_id: ProjectDep,
     dispatcher: DispatcherDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
+    if body.mlflow and body.mlflow.target not in settings.mlflow_targets:
+        known = ", ".join(sorted(settings.mlflow_targets)) or "none are configured"
+        raise Problem(
+            422, "unknown_mlflow_target", "Unknown MLflow target",
+            f"mlflow.target {body.mlflow.target!r} is not one of the operator's MLflow targets "
+            f"({known}).",
+        )  # fmt: skip
     digest = _request_hash(body)
     factory = request.app.state.sessionmaker
     try:
@@ -146,7 +156,7 @@ def list_jobs(
         statement = statement.where(Job.status == status)
     if model_id:
         statement = statement.where(Job.model_id == model_id)
-    return page(session, statement, Job, after, limit, job_out)
+    return page(session, statement, Job, after, limit, job_out, Job.project_id == project_id)
 
 
 @router.get("/{job_id}", response_model=JobOut, operation_id="getJob")
@@ -190,9 +200,9 @@ def list_events(
     job_id: str,
     request: Request,
     project_id: ProjectDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[str | None, Header(max_length=19)] = None,
 ) -> Any:
     # Streaming responses outlive the request's dependencies, so no session is held open
     # while they stream: each read below uses its own short transaction.
@@ -201,7 +211,8 @@ def list_events(
         _job(session, project_id, job_id)
         events = _events_after(session, job_id, after, limit + 1)
     if "text/event-stream" in request.headers.get("accept", ""):
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        resumed = last_event_id and last_event_id.isdigit() and int(last_event_id) <= MAX_SEQ
+        start = int(last_event_id) if resumed else after
         return StreamingResponse(
             _stream(request, job_id, start),
             media_type="text/event-stream",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from core.problems import Problem
@@ -20,12 +20,17 @@ def page(
     after: str | None,
     limit: int,
     render: Callable[[Any], Any],
+    scope: ColumnElement[bool],
 ) -> dict[str, Any]:
     """One page of ``statement`` (already scoped to a project) after the cursor, each row
-    rendered, as the API's ``Page`` body."""
+    rendered, as the API's ``Page`` body.
+
+    The cursor is looked up within ``scope`` (the caller's project, or the endpoint whose
+    deliveries are listed): another tenant's id must answer exactly as an unknown one does.
+    """
     if after is not None:
         cursor = session.execute(
-            select(table.created_at, table.id).where(table.id == after)
+            select(table.created_at, table.id).where(table.id == after, scope)
         ).first()
         if cursor is None:
             raise Problem(400, "invalid_cursor", "Unknown cursor", f"No item with id {after!r}.")

@@ -17,10 +17,10 @@ from sqlalchemy import exists, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
-from api.multipart import receive_upload
+from api.multipart import MAX_FIELD_BYTES, MAX_FIELDS, receive_upload
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
-from api.schemas import DatasetOut, ModelOut, Page, dataset_out, model_out
+from api.schemas import DatasetOut, ModelOut, Page, dataset_out, model_out, problem_responses
 from core.dispatch import VALIDATE_DATASET, VALIDATE_MODEL
 from core.ids import new_id
 from core.job_state import ACTIVE
@@ -40,10 +40,32 @@ class UploadKind:
     limit: Callable[[Settings], int]
     extra: Callable[[dict[str, str]], dict[str, Any]]
     job_columns: tuple[str, ...]
+    fields: frozenset[str]  # the form fields besides the file
+
+
+MAX_NAME_CHARS = 200
+MAX_ARCHITECTURE_CHARS = 64
+
+
+def _record_name(fields: dict[str, str], filename: str) -> str:
+    """The ``name`` field (checked against its column), or the file name, shortened."""
+    name = fields.get("name")
+    if name and len(name) > MAX_NAME_CHARS:
+        raise Problem(
+            422, "validation_error", "name is too long",
+            f"name has {len(name)} characters; at most {MAX_NAME_CHARS} are allowed.",
+        )  # fmt: skip
+    return name or filename[:MAX_NAME_CHARS]
 
 
 def _model_fields(fields: dict[str, str]) -> dict[str, Any]:
     architecture = fields.get("architecture") or None
+    if architecture and len(architecture) > MAX_ARCHITECTURE_CHARS:
+        raise Problem(
+            422, "validation_error", "architecture is too long",
+            f"architecture names a built-in architecture (at most {MAX_ARCHITECTURE_CHARS} "
+            "characters), such as resnet20.",
+        )  # fmt: skip
     raw_args = fields.get("architecture_args") or ""
     try:
         args = json.loads(raw_args) if raw_args else None
@@ -57,11 +79,36 @@ def _model_fields(fields: dict[str, str]) -> dict[str, Any]:
 MODEL = UploadKind(
     "model", "models", ModelRecord, model_out, ModelOut, VALIDATE_MODEL,
     lambda s: s.max_model_bytes, _model_fields, ("model_id",),
+    frozenset({"name", "architecture", "architecture_args"}),
 )  # fmt: skip
 DATASET = UploadKind(
     "dataset", "datasets", DatasetRecord, dataset_out, DatasetOut, VALIDATE_DATASET,
     lambda s: s.max_dataset_bytes, lambda fields: {}, ("dataset_id", "eval_dataset_id"),
+    frozenset({"name"}),
 )  # fmt: skip
+
+
+def _request_body(kind: UploadKind) -> dict[str, Any]:
+    """The multipart form the route parses itself (so FastAPI cannot describe it)."""
+    # every form value travels as text, so the text fields carry no JSON type: "3" is a name
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary"},
+        "name": {"maxLength": MAX_NAME_CHARS, "description": "Default: the file name."},
+    }
+    if kind.name == "model":
+        properties["architecture"] = {"maxLength": MAX_ARCHITECTURE_CHARS}
+        properties["architecture_args"] = {"description": "A JSON object, as text."}
+    schema = {
+        "type": "object",
+        "required": ["file"],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+MULTIPART_OVERHEAD_BYTES = MAX_FIELDS * MAX_FIELD_BYTES + 64 * 1024
+"""What a body may hold beyond the file: its form fields, part headers and boundaries."""
 
 
 def upload_router(kind: UploadKind) -> APIRouter:
@@ -77,6 +124,8 @@ def upload_router(kind: UploadKind) -> APIRouter:
         status_code=201,
         response_model=kind.schema,
         operation_id=f"create{title}",
+        responses=problem_responses(415),
+        openapi_extra={"requestBody": _request_body(kind)},
         summary=f"Upload a {kind.name}",
         description=(
             "multipart/form-data with the file in field `file`; optional `name`"
@@ -91,18 +140,19 @@ def upload_router(kind: UploadKind) -> APIRouter:
         storage: StorageDep,
         dispatcher: DispatcherDep,
     ) -> Any:
-        upload = await receive_upload(request, kind.limit(settings))
-        extra = kind.extra(upload.fields)
-        record_id = new_id(kind.name)
-        key = f"projects/{project_id}/{kind.plural}/{record_id}/{upload.filename}"
-        try:
+        upload = await receive_upload(request, kind.limit(settings), kind.fields)
+        try:  # whatever is refused from here on, the received file goes
+            extra = kind.extra(upload.fields)
+            name = _record_name(upload.fields, upload.filename)
+            record_id = new_id(kind.name)
+            key = f"projects/{project_id}/{kind.plural}/{record_id}/{upload.filename}"
             await run_in_threadpool(storage.put_file, key, upload.path)
         finally:
             upload.path.unlink(missing_ok=True)
         record = record_type(
             id=record_id,
             project_id=project_id,
-            name=upload.fields.get("name") or upload.filename,
+            name=name,
             filename=upload.filename,
             storage_key=key,
             size_bytes=upload.size,
@@ -111,8 +161,12 @@ def upload_router(kind: UploadKind) -> APIRouter:
         )
 
         def save() -> None:
-            with request.app.state.sessionmaker() as session, session.begin():
-                session.add(record)
+            try:
+                with request.app.state.sessionmaker() as session, session.begin():
+                    session.add(record)
+            except BaseException:
+                storage.delete(key)  # no object without its record
+                raise
 
         await run_in_threadpool(save)
         dispatcher.submit(kind.task, record_id)
@@ -128,7 +182,8 @@ def upload_router(kind: UploadKind) -> APIRouter:
         statement = select(record_type).where(
             record_type.project_id == project_id, record_type.deleted_at.is_(None)
         )
-        return page(session, statement, record_type, after, limit, kind.out)
+        scope = record_type.project_id == project_id
+        return page(session, statement, record_type, after, limit, kind.out, scope)
 
     @router.get("/{record_id}", response_model=kind.schema, operation_id=f"get{title}")
     def get(record_id: str, session: SessionDep, project_id: ProjectDep) -> Any:

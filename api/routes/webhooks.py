@@ -53,7 +53,8 @@ def list_webhooks(
     statement = select(WebhookEndpoint).where(
         WebhookEndpoint.project_id == project_id, WebhookEndpoint.deleted_at.is_(None)
     )
-    return page(session, statement, WebhookEndpoint, after, limit, webhook_out)
+    scope = WebhookEndpoint.project_id == project_id
+    return page(session, statement, WebhookEndpoint, after, limit, webhook_out, scope)
 
 
 @router.delete("/{webhook_id}", status_code=204, operation_id="deleteWebhook")
@@ -83,4 +84,5 @@ def list_deliveries(
         )
         return delivery_out(delivery, list(attempts))
 
-    return page(session, statement, WebhookDelivery, after, limit, render)
+    scope = WebhookDelivery.endpoint_id == webhook_id
+    return page(session, statement, WebhookDelivery, after, limit, render, scope)

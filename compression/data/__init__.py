@@ -14,13 +14,13 @@ from PIL import Image
 
 from compression.data.archive import load_image_archive
 from compression.data.dataset import Dataset
-from compression.data.members import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES
 from compression.data.npz import load_npz
 from compression.data.preprocessing import image_fit, normalization
 from compression.data.sniff import ACCEPTED_FORMATS, Container, sniff
 from compression.data.split import split
 from compression.data.validate import classes_covered, fit_to_model, validate_for_model
 from compression.errors import InvalidSpec, ShapeMismatch, UnsupportedFormat
+from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits, check
 from jobspec import Preprocessing
 
 __all__ = [
@@ -41,10 +41,9 @@ _NPZ_MEMBERS = frozenset({"x.npy", "y.npy"})
 def load_dataset(
     path: str | os.PathLike[str],
     input_shape: tuple[int, ...],
+    limits: IntakeLimits = DEFAULT_LIMITS,
     *,
     preprocessing: Preprocessing | None = None,
-    max_members: int = DEFAULT_MAX_MEMBERS,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Dataset:
     """Load an ``.npz`` or an image-folder archive, told apart by their bytes.
 
@@ -53,20 +52,19 @@ def load_dataset(
 
     ``input_shape`` (without the batch axis) and ``preprocessing`` set how images (archives,
     uint8 npz) are fitted and normalized; float npz arrays are taken as they are, so check
-    them with :func:`validate_for_model`. The limits bound what an archive may expand to (see
-    :mod:`compression.data.members`).
+    them with :func:`validate_for_model`. ``limits`` bounds what the file may expand to and
+    make the loader allocate (see :mod:`compression.intake_limits`).
     """
     if dataset_format(path) == "npz":
-        return fit_images(load_npz(path, max_total_bytes=max_total_bytes), input_shape,
-                          preprocessing)  # fmt: skip
-    return load_image_archive(
-        path, input_shape, preprocessing=preprocessing, max_members=max_members,
-        max_total_bytes=max_total_bytes,
-    )  # fmt: skip
+        return fit_images(load_npz(path, limits), input_shape, preprocessing, limits)
+    return load_image_archive(path, input_shape, limits, preprocessing=preprocessing)
 
 
 def fit_images(
-    dataset: Dataset, input_shape: tuple[int, ...], preprocessing: Preprocessing | None
+    dataset: Dataset,
+    input_shape: tuple[int, ...],
+    preprocessing: Preprocessing | None,
+    limits: IntakeLimits = DEFAULT_LIMITS,
 ) -> Dataset:
     """uint8 images of an npz fitted and normalized like an image archive's; float samples
     only pass when no preprocessing was asked for (they are taken as already prepared)."""
@@ -83,6 +81,10 @@ def fit_images(
         modes = {1: "L", 3: "RGB"}
         if x.shape[1] not in modes:
             raise ShapeMismatch(f"uint8 images need 1 or 3 channels, got {x.shape[1]}.")
+        check(
+            limits, "max_decoded_dataset_bytes", len(x) * fit.channels * fit.height * fit.width,
+            f"the size in bytes of {len(x)} images fitted to {input_shape}",
+        )  # fmt: skip
         x = torch.stack([
             torch.from_numpy(fit(Image.fromarray(image.permute(1, 2, 0).squeeze(2).numpy(),
                                                  modes[x.shape[1]])))

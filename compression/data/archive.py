@@ -18,13 +18,16 @@ import os
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+import numpy as np
 import torch
+from PIL import Image
 
 from compression.data.dataset import Dataset
-from compression.data.encoded_images import EncodedImages
-from compression.data.members import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, read_files
+from compression.data.encoded_images import EncodedImages, Fit
+from compression.data.members import read_files
 from compression.data.preprocessing import image_fit, normalization
-from compression.errors import InvalidDataset
+from compression.errors import InvalidDataset, UnsafeArchive
+from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits, check
 from jobspec import Preprocessing
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
@@ -37,19 +40,19 @@ _LAYOUT = "class_name/image.png, optionally inside one top folder"
 def load_image_archive(
     path: str | os.PathLike[str],
     input_shape: tuple[int, ...],
+    limits: IntakeLimits = DEFAULT_LIMITS,
     *,
     preprocessing: Preprocessing | None = None,
-    max_members: int = DEFAULT_MAX_MEMBERS,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Dataset:
     """Every image of a zip or tar(.gz), fitted to ``input_shape`` (C, H, W) as
     ``preprocessing`` says (default: resized straight to (H, W), RGB, scaled to [0, 1]).
 
     C = 1 converts to grayscale and C = 3 to RGB; any other shape raises ShapeMismatch, as
-    images cannot feed such a model.
+    images cannot feed such a model. ``limits`` bounds the archive and each image's pixels
+    (read from its header, before it is decoded, whenever it is decoded).
     """
-    fit = image_fit(input_shape, preprocessing)
-    members = read_files(path, _is_wanted, max_members=max_members, max_total_bytes=max_total_bytes)
+    fit = _pixels_bounded(image_fit(input_shape, preprocessing), limits)
+    members = read_files(path, _is_wanted, limits)
     class_list: list[list[str]] = []
 
     def images() -> Iterator[tuple[str, bytes]]:
@@ -78,6 +81,19 @@ def load_image_archive(
     y = torch.tensor([label[class_of[name]] for name in encoded.names], dtype=torch.int64)
     x = encoded.read() if len(order) * math.prod(shape) <= DECODED_IN_MEMORY_BYTES else encoded
     return Dataset(x, y, classes, normalization(preprocessing, fit.channels))
+
+
+def _pixels_bounded(fit: Fit, limits: IntakeLimits) -> Fit:
+    """``fit`` behind a check of the image's header: pixels are allocated only after it."""
+
+    def bounded(image: Image.Image) -> np.ndarray:
+        check(
+            limits, "max_image_pixels", image.width * image.height,
+            f"the pixel count of an image ({image.width}x{image.height})", UnsafeArchive,
+        )  # fmt: skip
+        return fit(image)
+
+    return bounded
 
 
 def _is_wanted(name: str) -> bool:

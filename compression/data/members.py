@@ -2,9 +2,10 @@
 
 Uploaded archives are attacker-controlled. Nothing is extracted to disk, so path traversal
 cannot overwrite files, but such names (and links, devices) only appear in crafted archives,
-so they are refused outright. Sizes are bounded three ways: the number of members, the sum of
-the sizes members declare, and a read that never takes more than a member declared; together
-they stop zip bombs before they reach memory.
+so they are refused outright. Sizes are bounded four ways: the number of members, the sum of
+the sizes members declare, how many times a member (or a compressed tar stream) inflates, and
+a read that never takes more than a member declared; together they stop zip bombs before
+they reach memory.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from typing import IO
 
 from compression.data.sniff import ACCEPTED_FORMATS, Container, sniff
 from compression.errors import UnsafeArchive, UnsupportedFormat
-
-DEFAULT_MAX_MEMBERS = 100_000
-DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
+from compression.intake_limits import (
+    COMPRESSION_RATIO_FLOOR_BYTES,
+    DEFAULT_LIMITS,
+    IntakeLimits,
+    check_ratio,
+)
 
 # Tar headers, long-name/pax records and block padding surround every member's data; this is a
 # generous bound per member for the cap on the decompressed tar stream as a whole.
@@ -60,21 +64,23 @@ class _Entry:
     kind: str  # "file", "folder", or what a refused member is ("symbolic link", ...)
     size: int
     open: Callable[[], IO[bytes]]
+    compressed: int | None = None  # stored size of a zip member; tar streams are capped whole
 
 
 def read_files(
     path: str | os.PathLike[str],
     wanted: Callable[[str], bool],
-    *,
-    max_members: int = DEFAULT_MAX_MEMBERS,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    limits: IntakeLimits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, content)`` for each regular file whose normalised name is ``wanted``.
 
     Every member is checked, wanted or not, so an unsafe archive is refused as a whole. Names
     come back with ``/`` separators and without ``.`` components. Members are read one at a
-    time; only the current one is held by this generator.
+    time; only the current one is held by this generator. ``limits`` bounds the number of
+    members, their total size and how much each inflates.
     """
+    max_members, max_total_bytes = limits.max_archive_members, limits.max_archive_expanded_bytes
+    max_ratio = limits.max_compression_ratio
     container = sniff(path)
     if container is None:
         raise UnsupportedFormat(f"The file is not a zip or tar archive. Upload {ACCEPTED_FORMATS}.")
@@ -82,14 +88,17 @@ def read_files(
         entries = _zip_entries(path)
     else:
         stream_cap = max_total_bytes + _TAR_OVERHEAD_PER_MEMBER * max_members + _TAR_OVERHEAD_FIXED
+        if container is not Container.TAR:
+            inflated = max(max_ratio * os.path.getsize(path), COMPRESSION_RATIO_FLOOR_BYTES)
+            stream_cap = min(stream_cap, int(min(inflated, stream_cap)))
         entries = _tar_entries(path, container, stream_cap)
     declared = 0
     try:
         for count, entry in enumerate(entries, start=1):
             if count > max_members:
                 raise UnsafeArchive(
-                    f"The archive has more than {max_members} members; split it or upload fewer "
-                    "files."
+                    f"The archive has more than {max_members} members (the limit "
+                    "max_archive_members); split it or upload fewer files."
                 )
             name = safe_name(entry.name)
             if entry.kind == "folder":
@@ -102,9 +111,11 @@ def read_files(
             declared += entry.size
             if declared > max_total_bytes:
                 raise UnsafeArchive(
-                    f"The archive expands to more than {max_total_bytes} bytes (the limit); "
-                    "upload a smaller dataset."
+                    f"The archive expands to more than {max_total_bytes} bytes (the limit "
+                    "max_archive_expanded_bytes); upload a smaller archive."
                 )
+            if entry.compressed is not None:
+                check_ratio(max_ratio, entry.size, entry.compressed, f"Member {entry.name!r}")
             if wanted(name):
                 yield name, _read_bounded(entry)
     except _READ_ERRORS as exc:
@@ -147,8 +158,9 @@ def _zip_entries(path: str | os.PathLike[str]) -> Iterator[_Entry]:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             yield _Entry(
-                info.filename, _zip_kind(info), info.file_size, partial(archive.open, info)
-            )
+                info.filename, _zip_kind(info), info.file_size, partial(archive.open, info),
+                info.compress_size,
+            )  # fmt: skip
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
@@ -218,8 +230,8 @@ class _CappedReader(io.RawIOBase):
         data = self._raw.read(min(len(buffer), self._left + 1))
         if len(data) > self._left:
             raise UnsafeArchive(
-                "The archive decompresses to more data than its size limit allows; upload a "
-                "smaller dataset."
+                "The archive decompresses to more data than its size limits allow "
+                "(max_archive_expanded_bytes, max_compression_ratio); upload a smaller archive."
             )
         self._left -= len(data)
         buffer[: len(data)] = data

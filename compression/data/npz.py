@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from typing import BinaryIO
@@ -14,22 +15,23 @@ import numpy as np
 import torch
 
 from compression.data.dataset import Dataset
-from compression.data.members import DEFAULT_MAX_TOTAL_BYTES
 from compression.errors import InvalidDataset, UnsafeArchive, UnsupportedFormat
+from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits, check, check_ratio
 
 _HOW_TO_SAVE = "Save plain numeric arrays with np.savez(path, x=samples, y=labels)."
 
 
 def load_npz(
     source: str | os.PathLike[str] | BinaryIO,
-    *,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    limits: IntakeLimits = DEFAULT_LIMITS,
 ) -> Dataset:
     """Read arrays ``x``, ``y`` and optional ``classes`` (strings) from an ``.npz``.
 
     ``x`` of shape (N, H, W) gains a channel axis; class names default to "0".."K-1".
     uint8 ``x`` are images: kept uint8 (N, C, H, W) (channels-last (N, H, W, C) is turned
     around) and scaled to [0, 1] when a batch is formed; other numbers become float32.
+    Every array's header is read and its size checked against ``limits`` before numpy
+    allocates it.
     """
     try:
         loaded = np.load(source, allow_pickle=False)
@@ -39,16 +41,60 @@ def load_npz(
         raise UnsupportedFormat(f"The file is a single .npy array, not an .npz. {_HOW_TO_SAVE}")
     with loaded as archive:
         declared = sum(info.file_size for info in archive.zip.infolist())
-        if declared > max_total_bytes:
+        limit = limits.max_archive_expanded_bytes
+        if declared > limit:
             raise UnsafeArchive(
-                f"The .npz expands to {declared} bytes, above the {max_total_bytes} byte limit."
+                f"The .npz expands to {declared} bytes, above the {limit} byte limit "
+                "(max_archive_expanded_bytes)."
             )
+        for info in archive.zip.infolist():
+            check_ratio(
+                limits.max_compression_ratio, info.file_size, info.compress_size,
+                f"Member {info.filename!r}",
+            )  # fmt: skip
+        x_elements, x_dtype = _declared(archive, "x")
+        kept = 1 if x_dtype == np.uint8 else 4  # uint8 images stay uint8, the rest float32
+        check(
+            limits, "max_decoded_dataset_bytes", kept * x_elements,
+            "the size in bytes of the samples x as loaded",
+        )  # fmt: skip
+        for key in ("y", "classes"):
+            _declared(archive, key)
         x = _samples(_array(archive, "x"))
         y = _labels(_array(archive, "y"))
         names = _class_names(archive) if "classes" in archive.files else None
     if names is None:
         names = tuple(str(label) for label in range(int(y.max(initial=-1)) + 1))
     return Dataset(torch.from_numpy(x), torch.from_numpy(y), names)
+
+
+def _declared(archive: np.lib.npyio.NpzFile, key: str) -> tuple[int, np.dtype | None]:
+    """The element count and dtype ``key``'s .npy header declares, refused when its bytes
+    could not be in the member: numpy allocates the declared shape before it reads the data."""
+    member = f"{key}.npy"
+    if member not in archive.zip.namelist():
+        return 0, None
+    info = archive.zip.getinfo(member)
+    try:
+        with archive.zip.open(info) as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UnsupportedFormat(
+            f"Array {key!r} cannot be read safely: {exc}. {_HOW_TO_SAVE}"
+        ) from exc
+    elements = math.prod(shape)
+    if dtype.itemsize and elements * dtype.itemsize > info.file_size:
+        raise UnsafeArchive(
+            f"Array {key!r} declares shape {shape} ({elements * dtype.itemsize} bytes), far "
+            f"larger than the file holds ({info.file_size} bytes); it is corrupt."
+        )
+    return elements, dtype
 
 
 def _array(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:

@@ -9,6 +9,7 @@ file is ever opened on disk by a name taken from the model.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Iterable
 from pathlib import PurePosixPath
@@ -17,6 +18,7 @@ import onnx
 
 from compression.data.members import read_files, safe_name
 from compression.errors import InvalidModel, UnsafeArchive, UnsupportedFormat
+from compression.intake_limits import IntakeLimits
 from compression.io.onnx_offload import Weights, take
 
 MAX_ARCHIVE_MEMBERS = 1000
@@ -33,12 +35,12 @@ def _wanted(name: str) -> bool:
     return not any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
 
 
-def read_onnx_archive(path: str, max_total_bytes: int, weights: Weights) -> onnx.ModelProto:
+def read_onnx_archive(path: str, limits: IntakeLimits, weights: Weights) -> onnx.ModelProto:
     """The one ``.onnx`` model of the archive; the value of every external tensor goes into
     ``weights`` (views into the archive's data files, see :mod:`onnx_offload`)."""
-    files = dict(
-        read_files(path, _wanted, max_members=MAX_ARCHIVE_MEMBERS, max_total_bytes=max_total_bytes)
-    )
+    members = min(MAX_ARCHIVE_MEMBERS, limits.max_archive_members)
+    bounded = dataclasses.replace(limits, max_archive_members=members)
+    files = dict(read_files(path, _wanted, bounded))
     models = sorted(name for name in files if name.lower().endswith(".onnx"))
     if len(models) != 1:
         found = ", ".join(models) if models else "none"

@@ -9,6 +9,7 @@ as unsupported operators instead of breaking the import.
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 import types
 from typing import Any
@@ -19,13 +20,14 @@ from onnx import numpy_helper, version_converter
 
 from compression.data.sniff import sniff
 from compression.errors import InvalidModel, UnsupportedFormat, UnsupportedOperator
+from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits
+from compression.intake_limits import check as check_limit
 from compression.io.fx_flatten import normalize_flattens
 from compression.io.loaded import LoadedModel
 from compression.io.onnx_archive import HOW_TO_PACK, external_tensors, read_onnx_archive
 from compression.io.onnx_constants import fold_constant_holders
 from compression.io.onnx_offload import Weights, check, offload, restore
 from compression.io.probe import probe_classifier
-from compression.io.pt2_intake import MAX_EXPANDED_BYTES
 
 TORCHVISION_CONVERTERS = ("nms", "roialign")
 CONVERTIBLE_OPSET = 17
@@ -57,11 +59,11 @@ def _shapes_already_inferred(model: onnx.ModelProto, **_: Any) -> onnx.ModelProt
     return model
 
 
-def _read(path: str, weights: Weights) -> onnx.ModelProto:
+def _read(path: str, weights: Weights, limits: IntakeLimits) -> onnx.ModelProto:
     """The model of a plain ``.onnx`` file, or of an archive holding it with its data files,
     checked, with its large tensors' values in ``weights``."""
     if sniff(path) is not None:
-        proto = read_onnx_archive(path, MAX_EXPANDED_BYTES, weights)
+        proto = read_onnx_archive(path, limits, weights)
     else:
         try:
             proto = onnx.load(path, load_external_data=False)
@@ -178,12 +180,15 @@ def _conversion_error(proto: onnx.ModelProto, error: Exception) -> UnsupportedOp
     )
 
 
-def load_onnx(path: str) -> LoadedModel:
+def load_onnx(path: str, limits: IntakeLimits = DEFAULT_LIMITS) -> LoadedModel:
     """Read, check, convert and probe an ONNX classifier."""
     onnx2torch, registry = _import_onnx2torch()
     weights: Weights = {}
-    proto = _read(path, weights)
+    proto = _read(path, weights, limits)
     input_shape = _input_shape(proto)
+    check_limit(
+        limits, "max_input_elements", math.prod(input_shape), "the elements of one input sample"
+    )
     proto = onnx.shape_inference.infer_shapes(_convertible(proto, registry))
     restore(proto, weights)
     try:

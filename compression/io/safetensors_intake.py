@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from compression import zoo
 from compression.errors import InvalidModel, ShapeMismatch, UnsupportedFormat
+from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits
 from compression.io.loaded import LoadedModel
 from compression.io.probe import probe_classifier
 
@@ -22,7 +23,10 @@ FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def load_safetensors(
-    path: str, architecture: str | None, architecture_args: Mapping[str, Any] | None = None
+    path: str,
+    architecture: str | None,
+    architecture_args: Mapping[str, Any] | None = None,
+    limits: IntakeLimits = DEFAULT_LIMITS,
 ) -> LoadedModel:
     """Build ``architecture`` from the zoo and load the file's weights into it, strictly."""
     if architecture is None:
@@ -30,7 +34,7 @@ def load_safetensors(
         raise InvalidModel(
             f"safetensors files hold only weights; name the architecture too (one of: {known})"
         )
-    module, input_shape = zoo.build(architecture, architecture_args)
+    module, input_shape = zoo.build(architecture, architecture_args, limits)
     try:
         weights = load_file(path)
     except (SafetensorError, OSError, ValueError) as exc:

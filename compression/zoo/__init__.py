@@ -6,14 +6,17 @@ as JSON are validated (and documented) before any tensor is touched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from compression.errors import InvalidModel
+from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits, check
 from compression.zoo.cnn1d import CNN1d, CNN1dArgs
 from compression.zoo.imagenet import BUILDERS as IMAGENET_BUILDERS
 from compression.zoo.imagenet import ImageNetArgs
@@ -49,8 +52,15 @@ ARCHITECTURES: Mapping[str, Architecture] = {
 }
 
 
-def build(name: str, args: Mapping[str, Any] | None = None) -> tuple[nn.Module, tuple[int, ...]]:
-    """Build a zoo model from its name and JSON-like arguments; return it and its input shape."""
+def build(
+    name: str, args: Mapping[str, Any] | None = None, limits: IntakeLimits = DEFAULT_LIMITS
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """Build a zoo model from its name and JSON-like arguments; return it and its input shape.
+
+    Arguments come from users, and a few bytes of them can ask for a model of many gigabytes,
+    so the input size is checked from the arguments and the parameter count from a copy built
+    on the ``meta`` device (shapes only, no memory), before the real model is built.
+    """
     if name not in ARCHITECTURES:
         known = ", ".join(sorted(ARCHITECTURES))
         raise InvalidModel(f"unknown architecture {name!r}; choose one of: {known}")
@@ -61,4 +71,10 @@ def build(name: str, args: Mapping[str, Any] | None = None) -> tuple[nn.Module, 
         raise InvalidModel(
             f"invalid arguments for {name}: {exc.errors(include_url=False)}"
         ) from exc
-    return architecture.build(parsed), parsed.input_shape()  # type: ignore[attr-defined]
+    input_shape = parsed.input_shape()  # type: ignore[attr-defined]
+    check(limits, "max_input_elements", math.prod(input_shape), "the elements of one input sample")
+    with torch.device("meta"):
+        shapes_only = architecture.build(parsed)
+    parameters = sum(parameter.numel() for parameter in shapes_only.parameters())
+    check(limits, "max_model_parameters", parameters, f"the parameter count of {name}")
+    return architecture.build(parsed), input_shape

@@ -31,12 +31,24 @@ def test_readiness_names_what_is_down(settings: Settings, tmp_path: Path) -> Non
     assert body["checks"] == {"database": True, "broker": False, "storage": False}
 
 
-def test_prometheus_metrics(client: TestClient) -> None:
-    client.get("/v1/models")
-    text = client.get("/metrics").text
+def test_prometheus_metrics_answer_only_to_their_token(
+    settings: Settings, dispatcher: InProcessDispatcher
+) -> None:
+    guarded = settings.model_copy(update={"metrics_token": "scrape-secret"})
+    with TestClient(create_app(guarded, dispatcher)) as client:
+        client.get("/v1/models")
+        assert_problem(client.get("/metrics"), 401, "unauthorized")
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert_problem(client.get("/metrics", headers=wrong), 401, "unauthorized")
+        text = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"}).text
     assert 'xai_jobs{state="queued"} 0.0' in text
-    assert 'xai_request_seconds_count{method="GET",route="/v1/models",status="200"} 1.0' in text
+    assert 'xai_request_seconds_count{method="GET",route="/v1/models",status="401"} 1.0' in text
     assert "xai_queue_depth 0.0" in text
+
+
+def test_metrics_do_not_exist_without_a_token(client: TestClient) -> None:
+    """A project key does not open them either: they count every project's jobs."""
+    assert_problem(client.get("/metrics"), 404, "not_found")
 
 
 def test_openapi_has_stable_unique_operation_ids(client: TestClient) -> None:

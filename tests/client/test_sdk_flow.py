@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,7 @@ def test_a_job_runs_to_success_and_its_feed_tells_the_story(
     assert (job.status, job.progress, job.error) == ("succeeded", 1.0, None)
     assert job.metrics["after"]["parameters"] < job.metrics["before"]["parameters"]
     assert job.finished_at >= job.started_at >= job.created_at
+    assert job.created_at.utcoffset() == timedelta(0)  # RFC 3339 with its offset, parsed as UTC
 
     events = list(job.events())
     assert [e.data["status"] for e in events if e.type == "status"] == [

@@ -12,6 +12,7 @@ from PIL import Image
 
 from compression.data import load_image_archive
 from compression.errors import InvalidDataset, ShapeMismatch, UnsafeArchive, UnsupportedFormat
+from compression.intake_limits import IntakeLimits
 
 STEEL = (51, 102, 255)  # scales to exactly (0.2, 0.4, 1.0)
 RED = (255, 0, 0)
@@ -135,9 +136,9 @@ def test_zip_symlink_is_unsafe(tmp_path, make_png):
 def test_too_many_members_is_unsafe(make_zip, make_tar, make_png, kind):
     members = {f"cat/{i}.png": make_png(RED) for i in range(3)}
     path = make_zip(members) if kind == "zip" else make_tar(members)
-    assert load_image_archive(path, (3, 2, 2), max_members=3).num_samples == 3
+    assert load_image_archive(path, (3, 2, 2), IntakeLimits(max_archive_members=3)).num_samples == 3
     with pytest.raises(UnsafeArchive, match="more than 2 members"):
-        load_image_archive(path, (3, 2, 2), max_members=2)
+        load_image_archive(path, (3, 2, 2), IntakeLimits(max_archive_members=2))
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar"])
@@ -146,7 +147,7 @@ def test_zip_bomb_is_stopped_by_declared_size(make_zip, make_tar, kind):
     path = make_zip(members) if kind == "zip" else make_tar(members)
     assert path.stat().st_size < 100_000
     with pytest.raises(UnsafeArchive, match="more than 1048576 bytes"):
-        load_image_archive(path, (3, 2, 2), max_total_bytes=1024 * 1024)
+        load_image_archive(path, (3, 2, 2), IntakeLimits(max_archive_expanded_bytes=1024 * 1024))
 
 
 def test_zip_member_larger_than_declared_is_unsafe(tmp_path, make_png):
@@ -173,14 +174,18 @@ def test_oversized_tar_header_records_are_stopped(tmp_path, make_png):
         info.pax_headers = {"comment": "x" * 200_000}
         archive.addfile(info, io.BytesIO(image))
     with pytest.raises(UnsafeArchive, match="decompresses to more data"):
-        load_image_archive(path, (3, 2, 2), max_members=1, max_total_bytes=1000)
+        load_image_archive(
+            path, (3, 2, 2), IntakeLimits(max_archive_members=1, max_archive_expanded_bytes=1000)
+        )
 
 
-def test_pillow_decompression_bomb_is_unsafe(make_zip, make_png, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+def test_image_with_too_many_pixels_is_refused_before_decoding(make_zip, make_png):
     path = make_zip({"cat/a.png": make_png(RED, size=(6, 4))})
-    with pytest.raises(UnsafeArchive, match=r"'cat/a\.png' has more pixels than allowed"):
-        load_image_archive(path, (3, 2, 2))
+    with pytest.raises(
+        UnsafeArchive, match=r"an image \(6x4\) is 24, above the limit max_image_pixels"
+    ):
+        load_image_archive(path, (3, 2, 2), IntakeLimits(max_image_pixels=23))
+    assert load_image_archive(path, (3, 2, 2), IntakeLimits(max_image_pixels=24)).num_samples == 1
 
 
 @pytest.mark.parametrize(

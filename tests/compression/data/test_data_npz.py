@@ -12,6 +12,7 @@ import torch
 
 from compression.data import fit_to_model, load_npz
 from compression.errors import InvalidDataset, ShapeMismatch, UnsafeArchive, UnsupportedFormat
+from compression.intake_limits import IntakeLimits
 
 
 class MkdirOnUnpickle:
@@ -158,7 +159,7 @@ def test_zip_member_that_is_not_npy_is_refused(tmp_path):
 def test_npz_expanding_beyond_the_limit_is_unsafe(make_npz):
     path = make_npz(x=np.zeros((100, 10)), y=np.zeros(100, dtype=np.int64))
     with pytest.raises(UnsafeArchive, match="above the 1000 byte limit") as caught:
-        load_npz(path, max_total_bytes=1000)
+        load_npz(path, IntakeLimits(max_archive_expanded_bytes=1000))
     assert caught.value.code == "unsafe_archive"
 
 
