@@ -51,7 +51,7 @@ def load_image_archive(
     images cannot feed such a model. ``limits`` bounds the archive and each image's pixels
     (read from its header, before it is decoded, whenever it is decoded).
     """
-    fit = _pixels_bounded(image_fit(input_shape, preprocessing), limits)
+    fit = image_fit(input_shape, preprocessing)
     members = read_files(path, _is_wanted, limits)
     class_list: list[list[str]] = []
 
@@ -67,7 +67,9 @@ def load_image_archive(
             yield name, data
 
     shape = (fit.channels, fit.height, fit.width)
-    encoded = EncodedImages.collect(images(), fit, shape)  # streamed to disk, archive order
+    encoded = EncodedImages.collect(
+        images(), _pixels_bounded(fit, limits), shape
+    )  # streamed to disk, archive order
     if not len(encoded):
         raise InvalidDataset(
             f"The archive holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); lay it out as "
