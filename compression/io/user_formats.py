@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ USER_FORMATS = ("onnx_legacy", "onnx_external_zip", "pt2")
 
 
 @contextlib.contextmanager
-def _quiet() -> contextlib.AbstractContextManager[None]:
+def _quiet() -> Iterator[None]:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
