@@ -20,6 +20,7 @@ import torch
 from compression.auto import apply_auto
 from compression.criteria import Criterion, DeepLiftSettings, Scores, ScoringOptions, get_criterion
 from compression.data import Dataset, classes_covered, fit_to_model, split
+from compression.deploy.deliverables import deliver_onnx
 from compression.encoding import LayerEncoding
 from compression.evaluate import ModelMetrics, compare_latency, layer_table, measure, snapshot
 from compression.io import LoadedModel
@@ -27,7 +28,7 @@ from compression.layers import weighted_layers
 from compression.packed import save_packed
 from compression.progress import CancelCheck, Monitor, ProgressCallback
 from compression.steps import WorkingModel, apply_step
-from jobspec import FineTune, Spec, Step
+from jobspec import FineTune, Int8Runtime, Spec, Step
 
 
 @dataclass
@@ -58,10 +59,18 @@ def compress(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     packed_path: str | Path | None = None,
+    onnx_dir: str | Path | None = None,
 ) -> Result:
     """Compress ``model``; the packed file of the result is measured for the report and, with
-    ``packed_path``, kept there (so its reported size is the size of that very file)."""
+    ``packed_path``, kept there (so its reported size is the size of that very file).
+
+    With ``onnx_dir`` the ONNX deliverables (``model.onnx`` carrying the compression,
+    ``model.fp32.onnx``, and ``model.int8.onnx`` with an ``int8_runtime`` step) are written
+    there, checked against torch, and timed in onnxruntime; an ``int8_runtime`` step without
+    ``onnx_dir`` is measured and its files discarded."""
     monitor = Monitor(progress, should_cancel)
+    deliver = onnx_dir is not None or spec.int8_runtime is not None
+    end = 0.85 if deliver else 1.0
     splits = _splits(model, data, eval_data, spec)
     with monitor.within(0.0, 0.1), monitor.enter("evaluating"):
         before = measure(
@@ -71,12 +80,12 @@ def compress(
     with tempfile.TemporaryDirectory() as scratch:
         files = [Path(scratch) / f"point{index}.xaic" for index in range(_points(spec))]
         if spec.sweep is None:
-            with monitor.within(0.1, 1.0):
+            with monitor.within(0.1, end):
                 result, chosen = _run(model, spec, splits, before, monitor, {}, files[0]), 0
         else:
             cache: dict[str, tuple[int, bool, Scores]] = {}
             points = []
-            share = 0.9 / len(spec.sweep.values)
+            share = (end - 0.1) / len(spec.sweep.values)
             for index, value in enumerate(spec.sweep.values):
                 with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
                     point = spec.with_sweep_value(value)
@@ -85,7 +94,26 @@ def compress(
             chosen = result.metrics["sweep"]["chosen"]
         if packed_path is not None:
             shutil.move(files[chosen], packed_path)
+        if deliver:
+            out = Path(onnx_dir) if onnx_dir is not None else Path(scratch)
+            with monitor.within(end, 1.0), monitor.enter("exporting"):
+                _deliver(model, result, out, spec, splits, monitor)
+            result.metrics["stage_seconds"] = dict(monitor.stage_seconds)
     return result
+
+
+def _deliver(
+    model: LoadedModel, result: Result, out: Path, spec: Spec, splits: _Splits, monitor: Monitor
+) -> None:
+    """The ONNX files and their onnxruntime figures, beside the torch ones in the report."""
+    report = deliver_onnx(
+        model, result.model, result.encodings, result.masks, out, spec,
+        splits.train, splits.evaluation, monitor,
+    )  # fmt: skip
+    latency = report["onnxruntime_latency"]
+    result.metrics["before"]["onnxruntime_latency_ms"] = latency["before"]["median_ms"]
+    result.metrics["after"]["onnxruntime_latency_ms"] = latency["after"]["median_ms"]
+    result.metrics.update(report)
 
 
 def _points(spec: Spec) -> int:
@@ -114,6 +142,9 @@ def _run(
     steps = []
     share = 0.8 / len(spec.steps)
     for index, step in enumerate(spec.steps):
+        if isinstance(step, Int8Runtime):  # works on the exported model (deliver_onnx)
+            steps.append({"type": step.type, "applied_to": "model.int8.onnx"})
+            continue
         with monitor.within(index * share, (index + 1) * share):
             data = splits.train if isinstance(step, FineTune) else splits.calibration
             steps.append(_run_step(working, step, spec, data, monitor))
@@ -130,16 +161,21 @@ def _run(
         )  # fmt: skip
         before = replace(before, latency_ms=latency.before.median_ms)
         after = replace(after, latency_ms=latency.after.median_ms)
-        packed = save_packed(
+        report = save_packed(
             working.module, working.example, packed_path, working.encodings, working.masks
-        ).total_bytes
+        )
+        packed = report.total_bytes
     compressed = LoadedModel(working.module, model.input_shape, model.num_classes, model.source)
     first_scores = working.scores[0] if working.scores else None
     rows = layer_table(shapes_before, working.module, first_scores, working.encodings)
     metrics = {
         "criterion": spec.criterion,
         "before": before.as_dict(),
-        "after": {**after.as_dict(), "packed_bytes": packed},
+        "after": {
+            **after.as_dict(),
+            "packed_bytes": packed,
+            "packed_plain_bytes": report.plain_bytes,
+        },
         "reduction": {
             **_reduction(before, after),
             "latency": latency.reduction,

@@ -123,8 +123,28 @@ class FineTune(_Strict):
     batch_size: int = Field(64, ge=1, le=4096)
 
 
+class Int8Runtime(_Strict):
+    """Also deliver ``model.int8.onnx``: weights and activations int8 (QDQ), calibrated on the
+    job's calibration data with onnxruntime's quantization tools, for fast CPU inference in
+    onnxruntime. The engine's model is unchanged; this is always the last step."""
+
+    type: Literal["int8_runtime"] = "int8_runtime"
+    calibration_samples: int = Field(
+        256, ge=1, le=100000, description="Calibration samples that set activation ranges."
+    )
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="How activation ranges are chosen from the calibration runs."
+    )
+    per_channel: bool = Field(True, description="One weight scale per output channel.")
+    reduce_range: bool = Field(
+        True,
+        description="7-bit weights: avoids int16 saturation of u8 x s8 products on CPUs "
+        "without VNNI (most AVX2 machines) at a small accuracy cost.",
+    )
+
+
 Step = Annotated[
-    PruneFilters | PruneWeights | ShareWeights | QuantizeMixed | FineTune,
+    PruneFilters | PruneWeights | ShareWeights | QuantizeMixed | FineTune | Int8Runtime,
     Field(discriminator="type"),
 ]
 
@@ -227,6 +247,20 @@ class Spec(_Strict):
     sweep: Sweep | None = None
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds splits, k-means and training.")
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+
+    @model_validator(mode="after")
+    def _int8_runtime_last(self) -> Spec:
+        positions = [i for i, step in enumerate(self.steps) if isinstance(step, Int8Runtime)]
+        if positions and positions != [len(self.steps) - 1]:
+            raise ValueError("int8_runtime may appear once, as the last step")
+        if positions and len(self.steps) == 1:
+            raise ValueError("int8_runtime needs a compression step before it")
+        return self
+
+    @property
+    def int8_runtime(self) -> Int8Runtime | None:
+        last = self.steps[-1]
+        return last if isinstance(last, Int8Runtime) else None
 
     @model_validator(mode="after")
     def _sweep_fits(self) -> Spec:

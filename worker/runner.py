@@ -13,7 +13,6 @@ import json
 import logging
 import socket
 import tempfile
-from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from safetensors.torch import save_file
 
 from compression import compress, load_dataset, load_model
 from compression.errors import Cancelled, CompressionError
-from compression.io import export_onnx, export_pt2
+from compression.io import export_pt2
 from compression.pipeline import Result
 from core.ids import new_id
 from core.job_state import TERMINAL, append_event, fail, set_status
@@ -39,6 +38,8 @@ log = logging.getLogger("worker.runner")
 CONTENT_TYPES = {
     "model.xaic": "application/octet-stream",
     "model.onnx": "application/octet-stream",
+    "model.fp32.onnx": "application/octet-stream",
+    "model.int8.onnx": "application/octet-stream",
     "model.pt2": "application/zip",
     "metrics.json": "application/json",
     "scores.safetensors": "application/octet-stream",
@@ -138,30 +139,28 @@ def _execute(
         if eval_record
         else None
     )
-    progress.span = (0.05, 0.85)
+    progress.span = (0.05, 0.9)
     out = workdir / "out"
     out.mkdir()
     result = compress(
         model, data, spec, eval_data=eval_data, packed_path=out / "model.xaic",
-        progress=progress.engine_callback, should_cancel=progress.should_cancel,
+        onnx_dir=out, progress=progress.engine_callback, should_cancel=progress.should_cancel,
     )  # fmt: skip
-    progress.enter("exporting", 0.85, 1.0)
+    progress.enter("exporting", 0.9, 1.0)
     return _export(resources, job_id, out, result, progress)
 
 
 def _export(
     resources: Resources, job_id: str, out: Path, result: Result, progress: JobProgress
 ) -> dict[str, Any]:
-    """Write ONNX, .pt2, scores and metrics beside the packed file compress() left in ``out``,
-    then store them all."""
+    """Write .pt2, scores and metrics beside the packed and ONNX files compress() left in
+    ``out``, then store them all."""
     module, example = result.model.module, result.model.example_input()
-    check = export_onnx(module, example, out / "model.onnx")
-    progress.update("exporting", 0.4, 0.4)
     export_pt2(module, example, out / "model.pt2")
-    progress.update("exporting", 0.7, 0.7)
-    onnx = {**asdict(check), "dequantized_weights": bool(result.encodings)}
-    packed = {"bytes": result.metrics["after"]["packed_bytes"], "format": "xaic"}
-    metrics = {**result.metrics, "export": {"onnx": onnx, "packed": packed}}
+    progress.update("exporting", 0.5, 0.5)
+    metrics = dict(result.metrics)
+    packed = {"bytes": metrics["after"]["packed_bytes"], "format": "xaic"}
+    metrics["export"] = {"onnx": metrics.pop("onnx"), "packed": packed}
     tensors = {
         f"scoring{index}.{layer}.{part}": tensor.contiguous()
         for index, scores in enumerate(result.scores)

@@ -50,10 +50,44 @@ def spread(timings_ms: list[float]) -> LatencySpread:
     return LatencySpread(statistics.median(timings_ms), deciles[0], deciles[-1])
 
 
-def _time_once(model: nn.Module, x: torch.Tensor) -> float:
+def _time_once(run: Callable[[], object]) -> float:
     start = time.perf_counter()
-    model(x)
+    run()
     return (time.perf_counter() - start) * 1000.0
+
+
+def compare_runs(
+    before: Callable[[], object],
+    after: Callable[[], object],
+    *,
+    threads: int,
+    batch: int,
+    repeats: int = 30,
+    warmup: int = 3,
+    progress: Callable[[float], None] | None = None,
+) -> LatencyComparison:
+    """Time two ways of running one batch alternately (which goes first alternates too);
+    ``threads`` and ``batch`` are recorded as given; ``progress`` hears the fraction done after
+    each pair. Shared by torch (``compare_latency``) and onnxruntime (``compression.deploy``)."""
+    for _ in range(warmup):
+        before()
+        after()
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    runs = {"before": before, "after": after}
+    for index in range(repeats):
+        order = ("before", "after") if index % 2 == 0 else ("after", "before")
+        for name in order:
+            times[name].append(_time_once(runs[name]))
+        if progress is not None:
+            progress((index + 1) / repeats)
+    first, second = spread(times["before"]), spread(times["after"])
+    overlap = first.p10_ms <= second.p90_ms and second.p10_ms <= first.p90_ms
+    if overlap:
+        reduction, verdict = None, "spreads overlap: no latency difference beyond the noise"
+    else:
+        reduction = first.median_ms / second.median_ms
+        verdict = "faster" if reduction > 1 else "slower"
+    return LatencyComparison(first, second, reduction, verdict, threads, batch, repeats, warmup)
 
 
 @torch.inference_mode()
@@ -71,27 +105,10 @@ def compare_latency(
     before.eval()
     after.eval()
     x = torch.rand((batch, *input_shape), generator=torch.Generator().manual_seed(0))
-    for _ in range(warmup):
-        before(x)
-        after(x)
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    models = {"before": before, "after": after}
-    for index in range(repeats):
-        order = ("before", "after") if index % 2 == 0 else ("after", "before")
-        for name in order:
-            times[name].append(_time_once(models[name], x))
-        if progress is not None:
-            progress((index + 1) / repeats)
-    first, second = spread(times["before"]), spread(times["after"])
-    overlap = first.p10_ms <= second.p90_ms and second.p10_ms <= first.p90_ms
-    if overlap:
-        reduction, verdict = None, "spreads overlap: no latency difference beyond the noise"
-    else:
-        reduction = first.median_ms / second.median_ms
-        verdict = "faster" if reduction > 1 else "slower"
-    return LatencyComparison(
-        first, second, reduction, verdict, torch.get_num_threads(), batch, repeats, warmup
-    )
+    return compare_runs(
+        lambda: before(x), lambda: after(x), threads=torch.get_num_threads(), batch=batch,
+        repeats=repeats, warmup=warmup, progress=progress,
+    )  # fmt: skip
 
 
 @torch.inference_mode()
@@ -107,4 +124,4 @@ def median_latency_ms(
     x = torch.rand((batch, *input_shape))
     for _ in range(warmup):
         model(x)
-    return statistics.median(_time_once(model, x) for _ in range(repeats))
+    return statistics.median(_time_once(lambda: model(x)) for _ in range(repeats))

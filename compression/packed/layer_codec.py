@@ -32,14 +32,15 @@ def encode_layer(
     weight: torch.Tensor,
     encoding: LayerEncoding | None,
     mask: torch.Tensor | None,
+    entropy: bool = True,
 ) -> tuple[LayerEntry, list[bytes]]:
     """Code one layer's weight and prove the code decodes to it; the payloads come in the
-    order of ``header.section_order``."""
+    order of ``header.section_order``. ``entropy`` off stores every section plain."""
     _check_inputs(name, weight, encoding, mask)
     weight = weight.detach().cpu()
-    layer = LayerCodes.of(weight, encoding)
+    layer = LayerCodes.of(weight, encoding, entropy)
     keep = None if mask is None else mask.reshape(-1).cpu()
-    fixed = {role: encode_bytes(_floats(values)) for role, values in layer.fixed.items()}
+    fixed = {role: encode_bytes(_floats(values), entropy) for role, values in layer.fixed.items()}
     candidates = []
     if keep is None or layer.zero is not None or bool(keep.all()):
         codes = layer.codes if keep is None else torch.where(keep, layer.codes, layer.zero or 0)
@@ -48,7 +49,7 @@ def encode_layer(
         positions = torch.nonzero(keep).reshape(-1).numpy()
         gap_bits = best_gap_bits(positions)
         gaps = encode_gaps(positions, gap_bits)
-        stream, data = encode_codes(gaps, gap_bits)
+        stream, data = encode_codes(gaps, gap_bits, entropy)
         sparse = {**fixed, layer.role: layer.encode(layer.codes[keep])}
         sparse["positions"] = (stream, data)
         candidates.append((Positions(bits=gap_bits, count=gaps.size, stream=stream), sparse))
@@ -85,29 +86,33 @@ class LayerCodes:
         zero: int | float | None,
         fixed: dict[Role, torch.Tensor],
         codebook_size: int | None = None,
+        entropy: bool = True,
     ) -> None:
         self.kind, self.codes, self.bits, self.zero = kind, codes, bits, zero
-        self.fixed, self.codebook_size = fixed, codebook_size
+        self.fixed, self.codebook_size, self.entropy = fixed, codebook_size, entropy
         self.role: Role = "values" if bits is None else "codes"
 
     @classmethod
-    def of(cls, weight: torch.Tensor, encoding: LayerEncoding | None) -> LayerCodes:
+    def of(cls, weight: torch.Tensor, encoding: LayerEncoding | None, entropy: bool) -> LayerCodes:
         if isinstance(encoding, SharedWeights):
             codebook = encoding.codebook.detach().cpu().to(torch.float32)
             return cls(
                 "shared", encoding.indices.reshape(-1).cpu(), encoding.index_bits,
-                zero_index(codebook), {"codebook": codebook}, codebook.numel(),
+                zero_index(codebook), {"codebook": codebook}, codebook.numel(), entropy,
             )  # fmt: skip
         if isinstance(encoding, QuantizedWeights):
             codes = encoding.values.reshape(-1).cpu() + encoding.max_level
             scales = encoding.scales.detach().cpu().to(torch.float32)
-            return cls("quantized", codes, encoding.bits, encoding.max_level, {"scales": scales})
-        return cls("dense", weight.reshape(-1), None, 0.0, {})
+            return cls(
+                "quantized", codes, encoding.bits, encoding.max_level, {"scales": scales},
+                entropy=entropy,
+            )  # fmt: skip
+        return cls("dense", weight.reshape(-1), None, 0.0, {}, entropy=entropy)
 
     def encode(self, codes: torch.Tensor) -> tuple[Stream, bytes]:
         if self.bits is None:
-            return encode_bytes(_floats(codes))
-        return encode_codes(codes, self.bits)
+            return encode_bytes(_floats(codes), self.entropy)
+        return encode_codes(codes, self.bits, self.entropy)
 
 
 def decode_layer(entry: LayerEntry, payloads: list[bytes]) -> torch.Tensor:

@@ -95,11 +95,12 @@ def _smallest(candidates: list[tuple[Stream, bytes]]) -> tuple[Stream, bytes]:
     return min(candidates, key=lambda candidate: len(candidate[1]))
 
 
-def encode_bytes(data: bytes) -> tuple[Stream, bytes]:
-    """A byte section (float32 values, the architecture) in its smallest coding."""
+def encode_bytes(data: bytes, entropy: bool = True) -> tuple[Stream, bytes]:
+    """A byte section (float32 values, the architecture) in its smallest coding (stored as
+    is when ``entropy`` is off)."""
     candidates = [
         (Stream(length=len(coded), coding=coding), coded)
-        for coding in ["raw", *_codings(data)]
+        for coding in ["raw", *(_codings(data) if entropy else [])]
         for coded in [_compress(data, coding)]
     ]
     return _smallest(candidates)
@@ -111,16 +112,19 @@ def decode_bytes(stream: Stream, data: bytes, size: int, what: str) -> bytes:
     return _decompress(data, stream.coding, size, what)
 
 
-def encode_codes(codes: torch.Tensor | np.ndarray, bits: int) -> tuple[Stream, bytes]:
-    """Codes below ``2**bits`` in their smallest coding (bit-packed, or a byte per code)."""
+def encode_codes(
+    codes: torch.Tensor | np.ndarray, bits: int, entropy: bool = True
+) -> tuple[Stream, bytes]:
+    """Codes below ``2**bits`` in their smallest coding (bit-packed, or a byte per code);
+    bit-packed as is when ``entropy`` is off."""
     values = torch.as_tensor(codes).reshape(-1)
     layouts = {"bits": pack_bits(values, bits)}
-    if bits < 8:
+    if bits < 8 and entropy:
         layouts["bytes"] = values.to(torch.uint8).numpy().tobytes()
     candidates = [
         (Stream(length=len(coded), coding=coding, packing=packing), coded)
         for packing, plain in layouts.items()
-        for coding in (["raw"] if packing == "bits" else []) + _codings(plain)
+        for coding in (["raw"] if packing == "bits" else []) + (_codings(plain) if entropy else [])
         for coded in [_compress(plain, coding)]
     ]
     return _smallest(candidates)

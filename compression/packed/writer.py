@@ -12,6 +12,7 @@ from torch import nn
 from compression.encoding import LayerEncoding
 from compression.errors import ExportFailed
 from compression.packed.architecture import write_architecture
+from compression.packed.bitpack import packed_size
 from compression.packed.container import PREFIX, assemble
 from compression.packed.graph_architecture import Inexpressible, write_graph
 from compression.packed.header import Architecture, Header, LayerKind, Stream, section_order
@@ -44,6 +45,9 @@ class PackedReport:
     """Every parameter and floating buffer of the model as float32: the uncompressed size."""
     architecture: str = "graph"
     """How the architecture is stored: the compact ``graph`` or a ``pt2`` archive."""
+    plain_bytes: int = 0
+    """The same file with every section stored raw (no deflate or LZMA): what the codes take
+    at their bit widths, to show what entropy coding gained."""
 
     @property
     def ratio(self) -> float:
@@ -57,15 +61,17 @@ def save_packed(
     path: str | Path,
     encodings: Mapping[str, LayerEncoding],
     masks: Mapping[str, torch.Tensor],
+    entropy: bool = True,
 ) -> PackedReport:
     """Pack ``module`` whose named layers carry encodings and/or keep-masks; ``example`` is an
-    input batch of at least 2 samples for torch.export (only its shape is used)."""
+    input batch of at least 2 samples for torch.export (only its shape is used). ``entropy``
+    off stores every section plain (to see what entropy coding gains)."""
     names = _packed_layers(module, encodings, masks)
     coded = [
-        encode_layer(name, _weight(module, name), encodings.get(name), masks.get(name))
+        encode_layer(name, _weight(module, name), encodings.get(name), masks.get(name), entropy)
         for name in names
     ]
-    architecture, tensors, front = _architecture(module, example, names)
+    architecture, tensors, front, plain_tensors = _architecture(module, example, names, entropy)
     header = Header(
         architecture=architecture, tensors=tensors, layers=[entry for entry, _ in coded]
     )
@@ -91,24 +97,36 @@ def save_packed(
         },
         fp32_bytes=4 * sum(tensor.numel() for tensor in _float_tensors(module)),
         architecture=architecture.format,
+        plain_bytes=len(data) - sum(section_bytes.values()) + _plain_size(header, plain_tensors),
     )
 
 
 def _architecture(
-    module: nn.Module, example: torch.Tensor, packed: list[str]
-) -> tuple[Architecture, Stream | None, list[bytes]]:
+    module: nn.Module, example: torch.Tensor, packed: list[str], entropy: bool
+) -> tuple[Architecture, Stream | None, list[bytes], int]:
     """The compact graph and its tensors when the model fits that form, else a pt2 archive;
-    returns the header entries and their payloads."""
+    returns the header entries, their payloads and the tensor section's plain length."""
     try:
         text, tensors = write_graph(module, example, packed)
     except Inexpressible:
         archive = write_architecture(module, example, packed)
         stream = Stream(length=len(archive))
-        return Architecture(format="pt2", size=len(archive), stream=stream), None, [archive]
-    stream, payload = encode_bytes(text)
-    tensor_stream, tensor_payload = encode_bytes(tensors)
+        return Architecture(format="pt2", size=len(archive), stream=stream), None, [archive], 0
+    stream, payload = encode_bytes(text)  # JSON: always worth deflating
+    tensor_stream, tensor_payload = encode_bytes(tensors, entropy)
     architecture = Architecture(format="graph", size=len(text), stream=stream)
-    return architecture, tensor_stream, [payload, tensor_payload]
+    return architecture, tensor_stream, [payload, tensor_payload], len(tensors)
+
+
+def _plain_size(header: Header, plain_tensors: int) -> int:
+    """The sections' bytes with every stream stored raw (the architecture as written)."""
+    total = header.architecture.stream.length + plain_tensors
+    for entry in header.layers:
+        if entry.positions is not None:
+            total += packed_size(entry.positions.count, entry.positions.bits)
+        total += 4 * (entry.codebook_size or 0) + 4 * entry.shape[0] * (entry.kind == "quantized")
+        total += 4 * entry.kept if entry.bits is None else packed_size(entry.kept, entry.bits)
+    return total
 
 
 def _packed_layers(

@@ -58,7 +58,10 @@ def test_a_job_runs_to_success_with_metrics_events_and_artifacts(
 
     artifacts = client.get(f"/v1/jobs/{job['id']}/artifacts").json()
     names = [a["name"] for a in artifacts]
-    assert names == ["metrics.json", "model.onnx", "model.pt2", "model.xaic", "scores.safetensors"]
+    assert names == [
+        "metrics.json", "model.fp32.onnx", "model.onnx", "model.pt2", "model.xaic",
+        "scores.safetensors",
+    ]  # fmt: skip
     files = {}
     for artifact in artifacts:
         download = client.get(artifact["download_url"])
@@ -215,7 +218,11 @@ def test_every_step_type_and_a_sweep_run_through_the_api(
     metrics = done["metrics"]
     assert [s["type"] for s in metrics["steps"]] == [s["type"] for s in steps]
     assert [p["clusters"] for p in metrics["sweep"]["points"]] == [4, 16]
-    assert metrics["export"]["onnx"]["dequantized_weights"] is True
+    layers = metrics["export"]["onnx"]["layers"]
+    assert {name: layer["kind"] for name, layer in layers.items()} == {
+        "conv1": "quantized", "conv2": "quantized", "fc1": "shared", "fc2": "shared",
+    }  # fmt: skip
     artifacts = {a["name"]: a for a in client.get(f"/v1/jobs/{done['id']}/artifacts").json()}
     assert artifacts["model.xaic"]["size_bytes"] == metrics["after"]["packed_bytes"]
     assert metrics["export"]["packed"]["bytes"] == metrics["after"]["packed_bytes"]
+    assert artifacts["model.onnx"]["size_bytes"] == metrics["export"]["onnx"]["bytes"]["model.onnx"]

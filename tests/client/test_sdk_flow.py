@@ -26,7 +26,14 @@ from xai_compress_client import (
 
 from tests.client.conftest import FAILING, FAST, PRUNE, SLOW, Service
 
-ARTIFACTS = ["metrics.json", "model.onnx", "model.pt2", "model.xaic", "scores.safetensors"]
+ARTIFACTS = [
+    "metrics.json",
+    "model.fp32.onnx",
+    "model.onnx",
+    "model.pt2",
+    "model.xaic",
+    "scores.safetensors",
+]
 
 
 def sha256(path: Path) -> str:

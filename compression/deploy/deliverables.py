@@ -1,0 +1,132 @@
+"""The ONNX files a job hands out, each checked, and what they do in onnxruntime.
+
+- ``model.onnx``: the compressed model in standard ONNX with its compression kept (integer,
+  codebook and sparse weights decoded by standard operators; ``integer_onnx``);
+- ``model.fp32.onnx``: the same model with plain float32 weights, for tools that cannot take
+  integer weights or model-local functions;
+- ``model.int8.onnx`` with an ``int8_runtime`` step: int8 weights and activations (QDQ).
+
+Both float-output files must reproduce the torch model in onnxruntime within the tolerance
+of ``compression.io.export.check_onnx``. Latency is measured in onnxruntime as in torch:
+original and delivered model timed alternately, median and p10/p90, thread count stated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from compression.data import Dataset
+from compression.deploy.int8_runtime import quantize_int8
+from compression.deploy.integer_onnx import export_fp32, integer_onnx
+from compression.deploy.onnx_decoders import OPSET
+from compression.deploy.ort_measure import (
+    all_threads,
+    compare_ort_latency,
+    ort_accuracy,
+    session,
+)
+from compression.encoding import LayerEncoding
+from compression.io import LoadedModel
+from compression.io.export import check_onnx
+from compression.progress import Monitor
+from jobspec import Int8Runtime, Spec
+
+DELIVERED = "model.onnx"
+FLOAT32 = "model.fp32.onnx"
+INT8 = "model.int8.onnx"
+INT8_BATCHES = (1, 32)
+
+
+def deliver_onnx(
+    original: LoadedModel,
+    compressed: LoadedModel,
+    encodings: dict[str, LayerEncoding],
+    masks: dict[str, torch.Tensor],
+    out: Path,
+    spec: Spec,
+    calibration: Dataset,
+    evaluation: Dataset,
+    monitor: Monitor,
+) -> dict[str, Any]:
+    """Write the ONNX deliverables into ``out``; return their report (for ``metrics``)."""
+    module, example = compressed.module.eval(), compressed.example_input()
+    fp32 = export_fp32(module, example)
+    onnx.save(fp32, out / FLOAT32)
+    fp32_check = check_onnx(module, example, out / FLOAT32)
+    monitor.report(0.3)
+    integer, report = integer_onnx(fp32, module, encodings, masks)
+    onnx.save(integer, out / DELIVERED)
+    check = check_onnx(module, example, out / DELIVERED)
+    monitor.report(0.45)
+    threads = torch.get_num_threads()
+    original_onnx = export_fp32(original.module.eval(), original.example_input())
+    latency = compare_ort_latency(
+        session(original_onnx.SerializeToString(), threads), session(out / DELIVERED, threads),
+        compressed.input_shape, spec.evaluation.latency_batch, threads,
+        spec.evaluation.latency_repeats,
+    )  # fmt: skip
+    monitor.report(0.6)
+    metrics: dict[str, Any] = {
+        "onnx": {
+            "opset": OPSET,
+            "bytes": {
+                DELIVERED: (out / DELIVERED).stat().st_size,
+                FLOAT32: (out / FLOAT32).stat().st_size,
+            },
+            "max_abs_diff": check.max_abs_diff,
+            "fp32_max_abs_diff": fp32_check.max_abs_diff,
+            "atol": check.atol,
+            "rtol": check.rtol,
+            "weight_decode": report.weight_decode,
+            "layers": {name: asdict(layer) for name, layer in report.layers.items()},
+            "float_layers": report.float_layers,
+        },
+        "onnxruntime_latency": latency.as_dict(),
+    }
+    if spec.int8_runtime is not None:
+        metrics["int8_runtime"] = _int8(
+            out, compressed.input_shape, spec.int8_runtime, spec, calibration, evaluation
+        )
+    monitor.report(1.0)
+    return metrics
+
+
+def _int8(
+    out: Path,
+    input_shape: tuple[int, ...],
+    step: Int8Runtime,
+    spec: Spec,
+    calibration: Dataset,
+    evaluation: Dataset,
+) -> dict[str, Any]:
+    """Quantize, then compare with the float32 ONNX in onnxruntime: accuracy on the
+    evaluation split, latency at batch 1 and 32 with one thread and with every thread."""
+    name = session(out / FLOAT32, 1).get_inputs()[0].name
+    quantize_int8(out / FLOAT32, out / INT8, name, calibration, step)
+    everything = all_threads()
+    accuracy = {
+        label: ort_accuracy(session(out / path, everything), evaluation, spec.evaluation.batch_size)
+        for label, path in (("fp32", FLOAT32), ("int8", INT8))
+    }
+    latency = [
+        compare_ort_latency(
+            session(out / FLOAT32, threads), session(out / INT8, threads), input_shape, batch,
+            threads, spec.evaluation.latency_repeats,
+        ).as_dict()
+        for batch in INT8_BATCHES
+        for threads in sorted({1, everything})
+    ]  # fmt: skip
+    return {
+        "settings": step.model_dump(),
+        "bytes": (out / INT8).stat().st_size,
+        "calibration_samples": min(step.calibration_samples, calibration.num_samples),
+        "accuracy_fp32": accuracy["fp32"],
+        "accuracy_int8": accuracy["int8"],
+        "accuracy_drop": accuracy["fp32"] - accuracy["int8"],
+        "latency": latency,
+    }
