@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python -m benchmarks.attribution_speed
 	$(BIN)/python -m benchmarks.sharing_and_precision
 	$(BIN)/python -m benchmarks.real_archs --images 20000
+	$(BIN)/python -m benchmarks.deployable_onnx
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
