@@ -202,9 +202,9 @@ def tables(entries: list[dict[str, Any]]) -> dict[str, str]:
             f"{100 * e['accuracy_before']:.1f} -> {100 * e['accuracy_after']:.1f}",
             f"{100 * e['ort_accuracy']:.1f}",
         ])  # fmt: skip
-        for key, row in e["latency"].items():
+        for setting, row in e["latency"].items():
             speed_rows.append([
-                e["label"], key.replace("b", "batch ").replace("t", ", threads "),
+                e["label"], setting,
                 _ms(row["model.onnx"], "before"), _ms(row["model.onnx"], "after"),
                 _ms(row["model.int8.onnx"], "after"),
                 _ratio(row["model.int8.onnx"]),
