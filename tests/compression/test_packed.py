@@ -477,3 +477,19 @@ def test_the_documented_numpy_reader_reads_the_file(packed) -> None:
     assert sorted(weights) == ["conv2", "fc1", "fc2"]
     for name, weight in weights.items():
         assert torch.equal(torch.from_numpy(weight), loaded.get_parameter(f"{name}.weight"))
+
+
+def test_without_entropy_coding_every_section_is_plain(packed, tmp_path: Path) -> None:
+    model, _, report = packed
+    _, encodings, masks = _compressed()
+    plain = save_packed(model, torch.rand(2, 1, 8, 8), tmp_path / "p.xaic", encodings, masks, False)
+    header, _ = parse((tmp_path / "p.xaic").read_bytes())
+    codings = [stream.coding for name, stream in section_order(header) if name != "architecture"]
+    assert set(codings) == {"raw"}
+    # the report's plain size is that file's sections with the entropy-coded file's header
+    assert report.plain_bytes - report.header_bytes == plain.total_bytes - plain.header_bytes
+    assert report.total_bytes < plain.total_bytes == plain.plain_bytes
+    loaded = load_packed(tmp_path / "p.xaic")
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
