@@ -7,12 +7,17 @@
 - ``model.int8.onnx`` with an ``int8_runtime`` step: int8 weights and activations (QDQ).
 
 Both float-output files must reproduce the torch model in onnxruntime within the tolerance
-of ``compression.io.export.check_onnx``. Latency is measured in onnxruntime as in torch:
-original and delivered model timed alternately, median and p10/p90, thread count stated.
+of ``compression.io.export.check_onnx``. Should the integer rewrite fail for a model (an
+operator pattern it does not know), ``model.onnx`` is the float32 file and
+``metrics.onnx.integer_fallback`` says why: the job still delivers. Latency is measured in
+onnxruntime as in torch: original and delivered model timed alternately, median and p10/p90,
+thread count stated.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ import torch
 
 from compression.data import Dataset
 from compression.deploy.int8_runtime import quantize_int8
-from compression.deploy.integer_onnx import export_fp32, integer_onnx
+from compression.deploy.integer_onnx import IntegerOnnxReport, export_fp32, integer_onnx
 from compression.deploy.onnx_decoders import OPSET
 from compression.deploy.ort_measure import (
     all_threads,
@@ -31,6 +36,7 @@ from compression.deploy.ort_measure import (
     session,
 )
 from compression.encoding import LayerEncoding
+from compression.errors import ExportFailed
 from compression.io import LoadedModel
 from compression.io.export import check_onnx
 from compression.progress import Monitor
@@ -40,6 +46,7 @@ DELIVERED = "model.onnx"
 FLOAT32 = "model.fp32.onnx"
 INT8 = "model.int8.onnx"
 INT8_BATCHES = (1, 32)
+log = logging.getLogger(__name__)
 
 
 def deliver_onnx(
@@ -59,9 +66,15 @@ def deliver_onnx(
     onnx.save(fp32, out / FLOAT32)
     fp32_check = check_onnx(module, example, out / FLOAT32)
     monitor.report(0.3)
-    integer, report = integer_onnx(fp32, module, encodings, masks)
-    onnx.save(integer, out / DELIVERED)
-    check = check_onnx(module, example, out / DELIVERED)
+    try:
+        integer, report = integer_onnx(fp32, module, encodings, masks)
+        onnx.save(integer, out / DELIVERED)
+        check, fallback = check_onnx(module, example, out / DELIVERED), None
+    except ExportFailed as exc:  # never lose the job: hand out float32 weights, say why
+        log.warning("integer ONNX not delivered: %s", exc.message)
+        shutil.copyfile(out / FLOAT32, out / DELIVERED)
+        report = IntegerOnnxReport({}, sorted(set(encodings) | set(masks)), "cast")
+        check, fallback = fp32_check, exc.message
     monitor.report(0.45)
     threads = torch.get_num_threads()
     original_onnx = export_fp32(original.module.eval(), original.example_input())
@@ -83,6 +96,7 @@ def deliver_onnx(
             "atol": check.atol,
             "rtol": check.rtol,
             "weight_decode": report.weight_decode,
+            "integer_fallback": fallback,
             "layers": {name: asdict(layer) for name, layer in report.layers.items()},
             "float_layers": report.float_layers,
         },

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from compression import Spec, compress
 from compression.data import Dataset
+from compression.deploy import deliverables
 from compression.deploy.ort_measure import all_threads
+from compression.errors import ExportFailed
 from compression.io import LoadedModel
 
 FAST = {"attribution": {"samples": 256}, "evaluation": {"latency_repeats": 5}}
@@ -101,3 +103,18 @@ def test_int8_runtime_is_the_last_step_once() -> None:
     with pytest.raises(ValidationError, match="calibration_samples"):
         Spec.model_validate({"steps": [STEPS[0], {**int8, "calibration_samples": 0}]})
     assert Spec.model_validate({"steps": [STEPS[0], int8]}).int8_runtime is not None
+
+
+def test_a_failed_integer_rewrite_still_delivers_float32(
+    trained_digits_cnn: LoadedModel, digits: Dataset, tmp_path: Path, monkeypatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise ExportFailed("the integer ONNX model decodes layer 'fc1' to other values")
+
+    monkeypatch.setattr(deliverables, "integer_onnx", broken)
+    spec = Spec.model_validate({**FAST, "steps": STEPS[:1]})
+    result = compress(trained_digits_cnn, digits, spec, onnx_dir=tmp_path)
+    onnx_report = result.metrics["onnx"]
+    assert "decodes layer 'fc1'" in onnx_report["integer_fallback"]
+    assert (tmp_path / "model.onnx").read_bytes() == (tmp_path / "model.fp32.onnx").read_bytes()
+    assert onnx_report["layers"] == {} and onnx_report["float_layers"] == ["fc1"]
