@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install run test lint audit bench clean
+.PHONY: install run test test-slow lint audit bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The checks marked slow (minutes of CPU each); `make test` leaves them out.
+test-slow: install
+	$(BIN)/python -m pytest -m slow
 
 audit: install
 	$(BIN)/python .ci/dependency_audit.py

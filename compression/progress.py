@@ -39,6 +39,7 @@ class Monitor:
     stage: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     span: tuple[float, float] = (0.0, 1.0)
+    stage_span: tuple[float, float] = (0.0, 1.0)
     overall: float = 0.0
 
     @contextmanager
@@ -60,9 +61,13 @@ class Monitor:
 
     @contextmanager
     def enter(self, stage: str) -> Iterator[None]:
-        """Run a block as ``stage``: report 0 and 1 around it and add up its wall time."""
-        outer = self.stage
-        self.stage = stage
+        """Run a block as ``stage``: report 0 and 1 around it and add up its wall time.
+
+        The stage's fraction is measured against the span it was entered in, so work nested in
+        a sub-span of the stage (an accuracy pass taking its first half) reports the stage's
+        fraction, not its own."""
+        outer, outer_span = self.stage, self.stage_span
+        self.stage, self.stage_span = stage, self.span
         self.report(0.0)
         start = time.perf_counter()
         try:
@@ -71,16 +76,19 @@ class Monitor:
         finally:
             elapsed = time.perf_counter() - start
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + elapsed
-            self.stage = outer
+            self.stage, self.stage_span = outer, outer_span
 
     def report(self, fraction: float) -> None:
         """Report progress within the current stage; raise if cancellation was requested."""
         self.check()
         fraction = min(max(fraction, 0.0), 1.0)
         start, end = self.span
-        self.overall = max(self.overall, start + fraction * (end - start))
+        position = start + fraction * (end - start)
+        self.overall = max(self.overall, position)
         if self.progress is not None:
-            self.progress(self.stage, fraction, self.overall)
+            low, high = self.stage_span
+            of_stage = (position - low) / (high - low) if high > low else fraction
+            self.progress(self.stage, min(max(of_stage, 0.0), 1.0), self.overall)
 
     def check(self) -> None:
         """Raise :class:`Cancelled` if the caller asked to stop."""
