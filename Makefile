@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install run test test-slow lint audit bench clean
+.PHONY: install run test test-slow lint audit bench bench-quick clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,16 @@ audit: install
 	$(BIN)/python .ci/dependency_audit.py
 
 bench: install
+	$(BIN)/python -m benchmarks.report
 	$(BIN)/python -m benchmarks.pruning_baselines
 	$(BIN)/python -m benchmarks.deeplift_variants
 	$(BIN)/python -m benchmarks.attribution_speed
 	$(BIN)/python -m benchmarks.sharing_and_precision
 	$(BIN)/python -m benchmarks.real_archs --images 20000
 	$(BIN)/python -m benchmarks.deployable_onnx
+
+bench-quick: install
+	$(BIN)/python -m benchmarks.report --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

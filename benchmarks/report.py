@@ -1,0 +1,453 @@
+"""BENCHMARKS.md from the current commit: every method x criterion x strength x fine-tuning
+x seed on every registry pair, with DeepLIFT's wins, ties and losses per confirmation pair.
+
+    python -m benchmarks.report            # full: 3 seeds, 5 strengths, fine-tuning none/short
+    python -m benchmarks.report --quick    # 1 seed, 3 strengths, no fine-tuning (minutes)
+
+Each (pair, seed, method, criterion, fine-tuning) is one ``compress()`` call with a sweep
+over the strengths (attribution computed once per call). Finished calls are kept in
+``benchmarks/.cache/runs/<mode>-<engine tree>.jsonl``, keyed by the git tree of
+``compression/`` and ``jobspec/``, so an interrupted run resumes and a changed engine
+starts afresh. Tables go to BENCHMARKS.md, plots to ``benchmarks/results/bench_*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import markdown_table
+from benchmarks.registry import PAIRS, Pair
+from compression import Dataset, LoadedModel, Spec, compress
+
+ROOT = Path(__file__).parent.parent
+RESULTS = Path(__file__).parent / "results"
+RUNS = Path(__file__).parent / ".cache" / "runs"
+TIE = 1.0  # points of top-1 within which two criteria tie
+
+
+@dataclass(frozen=True)
+class Method:
+    """A compression step swept over one setting; criteria name how each is scored."""
+
+    name: str
+    parameter: str
+    strengths: tuple[float, ...]
+    quick: tuple[float, ...]
+    criteria: tuple[str, ...]
+
+    def step(self, pair: Pair, criterion: str) -> dict[str, Any]:
+        if self.name == "filters":
+            return {"type": "prune_filters"}
+        if self.name == "weights":
+            return {"type": "prune_weights", "layer_types": list(pair.weight_types)}
+        weighting = _WEIGHTING[criterion]
+        if self.name == "sharing":
+            return {"type": "share_weights", "weighting": weighting}
+        return {"type": "quantize_mixed", "allocation": weighting}
+
+
+# criterion label -> weighting of sharing / allocation of mixed precision
+_WEIGHTING = {"deeplift": "relevance", "taylor": "relevance", "l1": "magnitude",
+              "uniform": "uniform"}  # fmt: skip
+PRUNING_CRITERIA = ("deeplift", "l1", "taylor", "random")
+METHODS = (
+    Method("filters", "ratio", (0.3, 0.5, 0.7, 0.8, 0.9), (0.5, 0.7, 0.9),
+           (*PRUNING_CRITERIA, "auto")),
+    Method("weights", "sparsity", (0.5, 0.8, 0.9, 0.95, 0.98), (0.8, 0.95, 0.98),
+           PRUNING_CRITERIA),
+    Method("sharing", "clusters", (2, 4, 8, 16, 32), (2, 4, 16), tuple(_WEIGHTING)),
+    Method("precision", "average_bits", (2, 3, 4, 5, 6), (2, 3, 4), tuple(_WEIGHTING)),
+)  # fmt: skip
+BASELINES = {"filters": ("l1", "taylor"), "weights": ("l1", "taylor"),
+             "sharing": ("l1", "uniform"), "precision": ("l1", "uniform")}  # fmt: skip
+FINETUNE = {"type": "finetune", "epochs": 1, "lr": 1e-3}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    seeds: tuple[int, ...]
+    finetune: tuple[bool, ...]
+    quick: bool
+    samples: int = 256
+
+
+MODES = {
+    "quick": Mode("quick", (0,), (False,), quick=True),
+    "full": Mode("full", (0, 1, 2), (False, True), quick=False),
+}
+
+
+def _criterion_spec(criterion: str) -> str:
+    """The spec criterion behind a label (uniform weighting needs none; deeplift is cheap)."""
+    return "deeplift" if criterion == "uniform" else criterion
+
+
+_LOADED: dict[tuple[str, int], tuple[LoadedModel, Dataset, Dataset]] = {}
+
+
+def _load(pair: Pair, seed: int) -> tuple[LoadedModel, Dataset, Dataset]:
+    """The trained model and its data, once a process (compress() never modifies them)."""
+    if (pair.name, seed) not in _LOADED:
+        _LOADED.clear()  # one pair and seed at a time: the loops visit them in order
+        _LOADED[(pair.name, seed)] = pair.load(seed)
+    return _LOADED[(pair.name, seed)]
+
+
+def run_one(
+    pair: Pair, seed: int, method: Method, criterion: str, tuned: bool, mode: Mode
+) -> list[dict[str, Any]]:
+    """One sweep: a row per strength with accuracy and sizes."""
+    model, train_set, test_set = _load(pair, seed)
+    strengths = method.quick if mode.quick else method.strengths
+    steps = [method.step(pair, criterion), *([FINETUNE] if tuned else [])]
+    spec = Spec.model_validate(
+        {
+            "steps": steps,
+            "criterion": _criterion_spec(criterion),
+            "seed": seed,
+            "attribution": {"samples": mode.samples},
+            "evaluation": {"latency_repeats": 3},
+            "sweep": {"step": 0, "parameter": method.parameter, "values": list(strengths)},
+        }
+    )
+    metrics = compress(model, train_set, spec, eval_data=test_set).metrics
+    before = metrics["before"]
+    return [
+        {
+            "pair": pair.name, "half": pair.half, "seed": seed, "method": method.name,
+            "criterion": criterion, "finetune": tuned, "strength": point[method.parameter],
+            "accuracy": point["accuracy"], "before_accuracy": before["accuracy"],
+            "size_ratio": before["fp32_bytes"] / point["packed_bytes"],
+            "macs_ratio": before["macs"] / max(point["macs"], 1),
+        }
+        for point in metrics["sweep"]["points"]
+    ]  # fmt: skip
+
+
+def engine_tree() -> str:
+    """The git tree of the code that produced the numbers (the engine and the spec)."""
+    trees = []
+    for path in ("compression", "jobspec", "benchmarks/registry.py", "benchmarks/shapes.py"):
+        out = subprocess.run(
+            ["git", "rev-parse", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True
+        )
+        trees.append(out.stdout.strip()[:8] or "untracked")
+    return "-".join(trees)
+
+
+def collect(mode: Mode, pairs: Sequence[Pair], log: Path) -> list[dict[str, Any]]:
+    """Run every combination not yet in ``log`` (append as they finish); return all rows."""
+    done: dict[str, list[dict[str, Any]]] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            done[entry["key"]] = entry["rows"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for pair in pairs:
+        for seed in mode.seeds:
+            for method in METHODS:
+                for criterion in method.criteria:
+                    for tuned in mode.finetune:
+                        if criterion == "auto" and tuned:
+                            continue  # auto is judged without fine-tuning only
+                        key = f"{pair.name}|{seed}|{method.name}|{criterion}|{tuned}"
+                        if key in done:
+                            continue
+                        started = time.monotonic()
+                        rows = run_one(pair, seed, method, criterion, tuned, mode)
+                        done[key] = rows
+                        with log.open("a") as handle:
+                            handle.write(json.dumps({"key": key, "rows": rows}) + "\n")
+                        print(f"{key}: {time.monotonic() - started:.1f} s", flush=True)
+    return [row for rows in done.values() for row in rows]
+
+
+def _mean(values: Iterable[float]) -> float:
+    return statistics.fmean(values) * 100
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[tuple, list[float]]:
+    """(pair, method, finetune, criterion, strength) -> accuracies over seeds."""
+    table: dict[tuple, list[float]] = defaultdict(list)
+    for row in rows:
+        key = (row["pair"], row["method"], row["finetune"], row["criterion"], row["strength"])
+        table[key].append(row["accuracy"])
+    return table
+
+
+def verdict(deeplift: float, best: float) -> str:
+    if deeplift > best + TIE:
+        return "win"
+    if deeplift < best - TIE:
+        return "loss"
+    return "tie"
+
+
+def _strengths(table: dict[tuple, list[float]], pair: str, method: str) -> list[float]:
+    return sorted({key[4] for key in table if key[0] == pair and key[1] == method})
+
+
+def criterion_table(table: dict, pair: Pair, method: Method, tuned: bool) -> str:
+    strengths = _strengths(table, pair.name, method.name)
+    rows = []
+    for criterion in method.criteria:
+        cells = []
+        for strength in strengths:
+            values = table.get((pair.name, method.name, tuned, criterion, strength))
+            if not values:
+                cells.append("-")
+                continue
+            spread = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
+            cells.append(f"{_mean(values):.1f} ± {spread:.1f}")
+        if any(cell != "-" for cell in cells):
+            rows.append([criterion, *cells])
+    return markdown_table(["criterion", *[f"{method.parameter} {s:g}" for s in strengths]], rows)
+
+
+def comparisons(table: dict, pair: Pair, method: Method, tuned: bool) -> list[dict[str, Any]]:
+    """DeepLIFT vs the best baseline at each strength (means over seeds)."""
+    out = []
+    for strength in _strengths(table, pair.name, method.name):
+        means = {
+            criterion: _mean(values)
+            for criterion in method.criteria
+            if (values := table.get((pair.name, method.name, tuned, criterion, strength)))
+        }
+        if "deeplift" not in means:
+            continue
+        baselines = {c: means[c] for c in BASELINES[method.name] if c in means}
+        best_name = max(baselines, key=baselines.__getitem__)
+        out.append(
+            {
+                "strength": strength,
+                "deeplift": means["deeplift"],
+                "best": best_name,
+                "best_value": baselines[best_name],
+                "verdict": verdict(means["deeplift"], baselines[best_name]),
+                "auto": means.get("auto"),
+                "best_single": max(v for c, v in means.items() if c != "auto"),
+            }
+        )
+    return out
+
+
+def verdict_table(table: dict, pairs: Sequence[Pair], finetune: Sequence[bool]) -> str:
+    rows = []
+    for pair in pairs:
+        for method in METHODS:
+            for tuned in finetune:
+                found = comparisons(table, pair, method, tuned)
+                if not found:
+                    continue
+                counts = {v: sum(c["verdict"] == v for c in found) for v in ("win", "tie", "loss")}
+                gaps = ", ".join(
+                    f"{c['strength']:g}: {c['deeplift'] - c['best_value']:+.1f} ({c['best']})"
+                    for c in found
+                )
+                rows.append(
+                    [pair.name, method.name, "short" if tuned else "none",
+                     counts["win"], counts["tie"], counts["loss"], gaps]
+                )  # fmt: skip
+    return markdown_table(
+        ["pair", "method", "fine-tuning", "wins", "ties", "losses",
+         "DeepLIFT - best baseline, points, by strength"],
+        rows,
+    )  # fmt: skip
+
+
+def goal_check(table: dict, pairs: Sequence[Pair]) -> str:
+    """Issue 14's goal on filter pruning without fine-tuning, per confirmation pair."""
+    filters = METHODS[0]
+    rows, strong = [], 0
+    for pair in pairs:
+        found = comparisons(table, pair, filters, False)
+        if not found:
+            continue
+        within = all(c["deeplift"] >= c["best_value"] - TIE for c in found)
+        top = found[-1]
+        margin = top["deeplift"] - top["best_value"]
+        strong += margin >= 5
+        autos = [c for c in found if c["auto"] is not None]
+        auto_ok = all(c["auto"] >= c["best_single"] - 0.5 for c in autos) if autos else None
+        worst_auto = min((c["auto"] - c["best_single"] for c in autos), default=float("nan"))
+        rows.append(
+            [pair.name, "yes" if within else "no", f"{margin:+.1f}",
+             "-" if auto_ok is None else ("yes" if auto_ok else "no"), f"{worst_auto:+.1f}"]
+        )  # fmt: skip
+    table_text = markdown_table(
+        ["confirmation pair", "DeepLIFT >= best - 1 at every ratio",
+         "DeepLIFT - best at the highest ratio", "auto >= best single - 0.5 everywhere",
+         "auto - best single, worst ratio"],
+        rows,
+    )  # fmt: skip
+    return table_text + f"\n\n+5 points at the highest ratio on {strong} of {len(rows)} pairs."
+
+
+def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
+    """Accuracy vs packed-size reduction, one panel per pair, one line per criterion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size: dict[tuple, list[float]] = defaultdict(list)
+    for row in rows:
+        key = (row["pair"], row["method"], row["finetune"], row["criterion"], row["strength"])
+        size[key].append(row["size_ratio"])
+    paths = []
+    for method in METHODS:
+        figure, axes = plt.subplots(2, 4, figsize=(16, 7.5), squeeze=False)
+        for ax, pair in zip(axes.flat, PAIRS, strict=False):
+            for criterion in method.criteria:
+                for tuned in mode.finetune:
+                    points = sorted(
+                        (statistics.fmean(size[key]), _mean(values))
+                        for key, values in table.items()
+                        if key[:4] == (pair.name, method.name, tuned, criterion)
+                    )
+                    if not points:
+                        continue
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, marker="o", markersize=3, linestyle="--" if tuned else "-",
+                            label=f"{criterion}{' +ft' if tuned else ''}")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_title(f"{pair.name} ({pair.half})", fontsize=9)
+            ax.set_xlabel("size reduction (fp32 / packed bytes)", fontsize=8)
+            ax.set_ylabel("top-1 %", fontsize=8)
+            ax.grid(alpha=0.3)
+        axes.flat[0].legend(fontsize=7)
+        figure.suptitle(f"{method.name}: accuracy vs size, mean of {len(mode.seeds)} seed(s)")
+        figure.tight_layout()
+        path = RESULTS / f"bench_{method.name}.png"
+        figure.savefig(path, dpi=80)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def render(rows: list[dict[str, Any]], mode: Mode, seconds: float, tree: str) -> str:
+    table = aggregate(rows)
+    unpruned: dict[str, list[float]] = defaultdict(list)
+    first = min(METHODS[0].quick if mode.quick else METHODS[0].strengths)
+    for row in rows:
+        if (row["method"], row["criterion"], row["finetune"], row["strength"]) == (
+            "filters",
+            "l1",
+            False,
+            first,
+        ):  # one unpruned accuracy per pair and seed
+            unpruned[row["pair"]].append(row["before_accuracy"])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    confirmation = [p for p in PAIRS if p.half == "confirmation"]
+    tuning = [p for p in PAIRS if p.half == "tuning"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"**Generated by `python -m benchmarks.report{' --quick' if mode.quick else ''}` "
+        f"({mode.name} mode: {len(mode.seeds)} seed(s), "
+        f"fine-tuning {'none and 1 epoch' if True in mode.finetune else 'none'}) at commit "
+        f"`{commit}` (engine tree {tree}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{seconds / 60:.1f} min of compression runs.**",
+        "",
+        "The pairs (`benchmarks/registry.py`) are small on purpose so everything trains on a "
+        "CPU in minutes; the numbers compare criteria on small nets. DeepLIFT's recipe was "
+        "chosen on the *tuning* pairs only; the *confirmation* pairs were not used for any "
+        f"choice. A win/loss is a difference of more than {TIE:g} point of top-1 between "
+        "DeepLIFT and the best baseline (filters/weights: l1, taylor; sharing/precision: "
+        "|w|-weighted (l1) and unweighted (uniform)), means over seeds; random is a floor.",
+        "",
+        markdown_table(
+            ["pair", "half", "what", "uncompressed top-1 %"],
+            [
+                [
+                    p.name,
+                    p.half,
+                    p.description,
+                    f"{_mean(unpruned[p.name]):.1f}" if unpruned.get(p.name) else "-",
+                ]
+                for p in PAIRS
+            ],
+        ),
+        "",
+        "## Issue 14's goal on the confirmation pairs (filter pruning, no fine-tuning)",
+        "",
+        goal_check(table, confirmation),
+        "",
+        "## Where DeepLIFT wins, ties and loses: confirmation pairs",
+        "",
+        verdict_table(table, confirmation, mode.finetune),
+        "",
+        "## Where DeepLIFT wins, ties and loses: tuning pairs",
+        "",
+        verdict_table(table, tuning, mode.finetune),
+        "",
+        "## Accuracy vs size per criterion",
+        "",
+    ]
+    lines += [f"![{m.name}](benchmarks/results/bench_{m.name}.png)\n" for m in METHODS]
+    lines += ["## Every table (top-1 %, mean ± std over seeds)", ""]
+    for pair in [*confirmation, *tuning]:
+        lines += [f"### {pair.name} ({pair.half}): {pair.description}", ""]
+        for method in METHODS:
+            for tuned in mode.finetune:
+                lines += [
+                    f"{method.name}, fine-tuning {'1 epoch' if tuned else 'none'}:",
+                    "",
+                    criterion_table(table, pair, method, tuned),
+                    "",
+                ]
+    lines += [
+        "## Other measurements (not regenerated by this report)",
+        "",
+        "Attribution cost, latency vs MACs, packed size and the pipelines come from their own "
+        "scripts (`make bench` runs them): "
+        "[attribution_speed](benchmarks/results/attribution_speed.md), "
+        "[pruning_baselines](benchmarks/results/pruning_baselines.md), "
+        "[sharing_and_precision](benchmarks/results/sharing_and_precision.md), "
+        "[deeplift_variants](benchmarks/results/deeplift_variants.md), "
+        "[real_archs](benchmarks/results/real_archs.md), "
+        "[deployable_onnx](benchmarks/results/deployable_onnx.md).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 3 strengths, no fine-tune")
+    parser.add_argument("--pairs", nargs="*", help="only these pairs (default: all)")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    mode = MODES["quick" if args.quick else "full"]
+    chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs]
+    tree = engine_tree()
+    started = time.monotonic()
+    rows = collect(mode, chosen, RUNS / f"{mode.name}-{tree}.jsonl")
+    seconds = time.monotonic() - started
+    RESULTS.mkdir(exist_ok=True)
+    plot(aggregate(rows), rows, mode)
+    args.output.write_text(render(rows, mode, seconds, tree))
+    (RESULTS / f"bench_{mode.name}.json").write_text(json.dumps(rows))
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
