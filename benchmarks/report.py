@@ -102,7 +102,6 @@ _LOADED: dict[tuple[str, int], tuple[LoadedModel, Dataset, Dataset]] = {}
 def _load(pair: Pair, seed: int) -> tuple[LoadedModel, Dataset, Dataset]:
     """The trained model and its data, once a process (compress() never modifies them)."""
     if (pair.name, seed) not in _LOADED:
-        _LOADED.clear()  # one pair and seed at a time: the loops visit them in order
         _LOADED[(pair.name, seed)] = pair.load(seed)
     return _LOADED[(pair.name, seed)]
 
@@ -149,31 +148,48 @@ def engine_tree() -> str:
     return "-".join(trees)
 
 
-def collect(mode: Mode, pairs: Sequence[Pair], log: Path) -> list[dict[str, Any]]:
-    """Run every combination not yet in ``log`` (append as they finish); return all rows."""
+def plan(mode: Mode, pairs: Sequence[Pair]) -> list[tuple[Pair, int, Method, str, bool]]:
+    """Every run, most telling first (no fine-tuning, filters, confirmation pairs), so a run
+    cut short by its budget still has the goal table."""
+    ordered = sorted(pairs, key=lambda pair: pair.half != "confirmation")
+    return [
+        (pair, seed, method, criterion, tuned)
+        for tuned in mode.finetune
+        for method in METHODS
+        for pair in ordered
+        for seed in mode.seeds
+        for criterion in method.criteria
+        if not (criterion == "auto" and tuned)  # auto is judged without fine-tuning only
+    ]
+
+
+def collect(
+    mode: Mode, pairs: Sequence[Pair], log: Path, budget_s: float
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Run every planned combination not yet in ``log`` (appended as they finish) until the
+    budget is spent; return all rows, the runs done and the runs planned."""
     done: dict[str, list[dict[str, Any]]] = {}
     if log.exists():
         for line in log.read_text().splitlines():
             entry = json.loads(line)
             done[entry["key"]] = entry["rows"]
     log.parent.mkdir(parents=True, exist_ok=True)
-    for pair in pairs:
-        for seed in mode.seeds:
-            for method in METHODS:
-                for criterion in method.criteria:
-                    for tuned in mode.finetune:
-                        if criterion == "auto" and tuned:
-                            continue  # auto is judged without fine-tuning only
-                        key = f"{pair.name}|{seed}|{method.name}|{criterion}|{tuned}"
-                        if key in done:
-                            continue
-                        started = time.monotonic()
-                        rows = run_one(pair, seed, method, criterion, tuned, mode)
-                        done[key] = rows
-                        with log.open("a") as handle:
-                            handle.write(json.dumps({"key": key, "rows": rows}) + "\n")
-                        print(f"{key}: {time.monotonic() - started:.1f} s", flush=True)
-    return [row for rows in done.values() for row in rows]
+    started = time.monotonic()
+    planned = plan(mode, pairs)
+    keys = []
+    for pair, seed, method, criterion, tuned in planned:
+        key = f"{pair.name}|{seed}|{method.name}|{criterion}|{tuned}"
+        keys.append(key)
+        if key in done or time.monotonic() - started > budget_s:
+            continue
+        begun = time.monotonic()
+        rows = run_one(pair, seed, method, criterion, tuned, mode)
+        done[key] = rows
+        with log.open("a") as handle:
+            handle.write(json.dumps({"key": key, "rows": rows}) + "\n")
+        print(f"{key}: {time.monotonic() - begun:.1f} s", flush=True)
+    finished = [key for key in keys if key in done]
+    return [row for key in finished for row in done[key]], len(finished), len(keys)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -339,7 +355,10 @@ def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
     return paths
 
 
-def render(rows: list[dict[str, Any]], mode: Mode, seconds: float, tree: str) -> str:
+def render(
+    rows: list[dict[str, Any]], mode: Mode, seconds: float, tree: str, finished: int,
+    planned: int,
+) -> str:  # fmt: skip
     table = aggregate(rows)
     unpruned: dict[str, list[float]] = defaultdict(list)
     first = min(METHODS[0].quick if mode.quick else METHODS[0].strengths)
@@ -364,7 +383,14 @@ def render(rows: list[dict[str, Any]], mode: Mode, seconds: float, tree: str) ->
         f"fine-tuning {'none and 1 epoch' if True in mode.finetune else 'none'}) at commit "
         f"`{commit}` (engine tree {tree}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{seconds / 60:.1f} min of compression runs.**",
+        f"{seconds / 60:.1f} min of compression runs in this invocation.** "
+        + (
+            f"**Partial: {finished} of {planned} planned runs are done** (the rest did not "
+            "fit the time budget; tables show what was measured, in the order: no "
+            "fine-tuning first, filters first, confirmation pairs first)."
+            if finished < planned
+            else f"All {planned} planned runs are done."
+        ),
         "",
         "The pairs (`benchmarks/registry.py`) are small on purpose so everything trains on a "
         "CPU in minutes; the numbers compare criteria on small nets. DeepLIFT's recipe was "
@@ -434,17 +460,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 3 strengths, no fine-tune")
     parser.add_argument("--pairs", nargs="*", help="only these pairs (default: all)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--budget-minutes", type=float, default=float("inf"),
+        help="stop starting new runs after this long and report what is done",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     mode = MODES["quick" if args.quick else "full"]
     chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs]
     tree = engine_tree()
     started = time.monotonic()
-    rows = collect(mode, chosen, RUNS / f"{mode.name}-{tree}.jsonl")
+    rows, finished, planned = collect(
+        mode, chosen, RUNS / f"{mode.name}-{tree}.jsonl", args.budget_minutes * 60
+    )
     seconds = time.monotonic() - started
     RESULTS.mkdir(exist_ok=True)
     plot(aggregate(rows), rows, mode)
-    args.output.write_text(render(rows, mode, seconds, tree))
+    args.output.write_text(render(rows, mode, seconds, tree, finished, planned))
     (RESULTS / f"bench_{mode.name}.json").write_text(json.dumps(rows))
     print(f"written to {args.output}")
 
