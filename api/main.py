@@ -17,7 +17,7 @@ from api.problem_details import install_handlers
 from api.routes import health, jobs, webhooks
 from api.routes.uploads import DATASET, MODEL, MULTIPART_OVERHEAD_BYTES, upload_router
 from api.schemas import PROBLEM_RESPONSES
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from core.dispatch import CeleryDispatcher, Dispatcher
 from core.settings import Settings, get_settings
 from core.storage import make_storage
@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = make_sessionmaker(engine)  # transactions that may write
+    app.state.read_sessionmaker = make_read_sessionmaker(engine)  # never wait for writers
     app.state.storage = make_storage(settings)
     app.state.dispatcher = dispatcher
     app.state.outbound_policy = webhook_policy(settings)  # tests swap the resolver

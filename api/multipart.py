@@ -1,7 +1,8 @@
 """Stream a multipart upload to storage in constant memory, with a hard size limit.
 
 The request body is parsed as it arrives (python-multipart's push parser): the file part goes
-to a temporary file chunk by chunk while its SHA-256 and size are computed, small form fields
+to a temporary file while its SHA-256 and size are computed (hashing and disk writes run in
+the threadpool, a megabyte at a time, never on the event loop), small form fields
 are kept in memory (bounded in size and number). The limit is enforced on the bytes actually
 received, so a client that lies about Content-Length or streams chunked still gets a 413.
 A body that is not well-formed multipart (garbage, oversized part headers, cut off before
@@ -22,6 +23,7 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from core.problems import Problem
 
@@ -29,6 +31,8 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 16
 MAX_FILENAME_BYTES = 255
 FILE_FIELD = "file"
+FLUSH_BYTES = 1024 * 1024
+"""File bytes gathered before they are hashed and written off the event loop."""
 
 
 def invalid_multipart(detail: str) -> Problem:
@@ -78,7 +82,14 @@ class _State:
     part_name: str | None = None
     part_is_file: bool = False
     part_value: bytearray = field(default_factory=bytearray)
+    pending: bytearray = field(default_factory=bytearray)
     ended: bool = False
+
+    def flush(self) -> None:
+        """Hash and write the gathered file bytes (blocking: called in the threadpool)."""
+        self.hasher.update(self.pending)
+        self.sink.write(self.pending)
+        self.pending.clear()
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self.header_name += data[start:end]
@@ -125,8 +136,7 @@ class _State:
                     413, "payload_too_large", "Upload too large",
                     f"The file exceeds the limit of {self.limit} bytes.", limit_bytes=self.limit,
                 )  # fmt: skip
-            self.hasher.update(chunk)
-            self.sink.write(chunk)
+            self.pending += chunk
         else:
             self.part_value += chunk
             if len(self.part_value) > MAX_FIELD_BYTES:
@@ -173,7 +183,10 @@ async def receive_upload(request: Request, limit: int, fields: frozenset[str]) -
             parser = MultipartParser(options[b"boundary"], callbacks=callbacks)
             async for chunk in request.stream():
                 parser.write(chunk)
+                if len(state.pending) >= FLUSH_BYTES:
+                    await run_in_threadpool(state.flush)
             parser.finalize()
+            await run_in_threadpool(state.flush)
         except FormParserError as exc:
             raise invalid_multipart(f"The body is not valid multipart/form-data: {exc}") from exc
         if not state.ended:

@@ -31,7 +31,7 @@ class JobCollector(Collector):
             "xai_stage_seconds", f"Wall time per stage over the last {RECENT_JOBS} finished jobs",
             labels=["stage"],
         )  # fmt: skip
-        with state.sessionmaker() as session:
+        with state.read_sessionmaker() as session:
             counts = dict(
                 session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
             )

@@ -20,18 +20,31 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=-1,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+SQLITE_POOL_SIZE = 20
+"""Connections kept open; more are opened when needed (no overflow limit), because a thread
+waiting for a pooled connection while the holders wait for a thread stalls the server, and a
+SQLite connection costs only a file handle. A request that writes waits for the write lock."""
+READ_ONLY = "xai_read_only"
+"""Execution option of read sessions: on SQLite they begin DEFERRED (no write lock)."""
 
 
 def _sqlite_pragmas(connection, _record) -> None:
     """WAL lets readers proceed while a writer works; FKs are off by default in SQLite.
 
-    pysqlite's own transaction handling is switched off so that ``_sqlite_begin_immediate``
-    decides how transactions start.
+    pysqlite's own transaction handling is switched off so that ``_sqlite_begin`` decides how
+    transactions start.
     """
     connection.isolation_level = None
     cursor = connection.cursor()
@@ -40,14 +53,23 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection) -> None:
-    """Take the write lock at BEGIN: the embedded worker and the API then queue for it
-    instead of failing half-way through a read-then-write transaction."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection) -> None:
+    """A transaction that may write takes the write lock at BEGIN (IMMEDIATE): writers then
+    queue for it instead of failing half-way through a read-then-write transaction, which
+    SQLite cannot upgrade once another writer committed. A read session begins DEFERRED and
+    never takes the lock: in WAL mode it reads its snapshot while a writer works."""
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that may write (on SQLite, each transaction holds the write lock)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they never wait for, nor hold, the write lock."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

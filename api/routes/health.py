@@ -23,7 +23,7 @@ async def readyz(request: Request) -> dict[str, Any]:
     state = request.app.state
 
     def database() -> None:
-        with state.sessionmaker() as session:
+        with state.read_sessionmaker() as session:
             session.execute(text("SELECT 1"))
 
     checks = {

@@ -199,17 +199,16 @@ def _events_after(session: Session, job_id: str, after: int, limit: int) -> list
 def list_events(
     job_id: str,
     request: Request,
+    session: SessionDep,
     project_id: ProjectDep,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     last_event_id: Annotated[str | None, Header(max_length=19)] = None,
 ) -> Any:
-    # Streaming responses outlive the request's dependencies, so no session is held open
-    # while they stream: each read below uses its own short transaction.
-    factory = request.app.state.sessionmaker
-    with factory() as session:
-        _job(session, project_id, job_id)
-        events = _events_after(session, job_id, after, limit + 1)
+    # The request's session ends when this function returns; a stream reads in short
+    # transactions of its own, so no session is held while it streams.
+    _job(session, project_id, job_id)
+    events = _events_after(session, job_id, after, limit + 1)
     if "text/event-stream" in request.headers.get("accept", ""):
         resumed = last_event_id and last_event_id.isdigit() and int(last_event_id) <= MAX_SEQ
         start = int(last_event_id) if resumed else after
@@ -227,7 +226,7 @@ def list_events(
 
 
 async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[bytes]:
-    factory = request.app.state.sessionmaker
+    factory = request.app.state.read_sessionmaker
     idle = 0.0
 
     def poll(cursor: int) -> tuple[list[JobEvent], bool]:
@@ -269,13 +268,12 @@ def list_artifacts(job_id: str, session: SessionDep, project_id: ProjectDep) -> 
     responses={200: {"content": {"application/octet-stream": {}}}, 307: {}},
 )
 def download_artifact(
-    job_id: str, name: str, request: Request, project_id: ProjectDep, storage: StorageDep
+    job_id: str, name: str, session: SessionDep, project_id: ProjectDep, storage: StorageDep
 ) -> Response:
-    with request.app.state.sessionmaker() as session:
-        _job(session, project_id, job_id)
-        artifact = session.scalar(
-            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
-        )
+    _job(session, project_id, job_id)
+    artifact = session.scalar(
+        select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
+    )
     if artifact is None:
         raise not_found("artifact", name)
     headers = {"X-Checksum-SHA256": artifact.sha256}

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import exists, or_, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
+from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep, UploaderDep
 from api.multipart import MAX_FIELD_BYTES, MAX_FIELDS, receive_upload
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
@@ -135,7 +135,7 @@ def upload_router(kind: UploadKind) -> APIRouter:
     )
     async def create(
         request: Request,
-        project_id: ProjectDep,
+        project_id: UploaderDep,
         settings: SettingsDep,
         storage: StorageDep,
         dispatcher: DispatcherDep,
@@ -169,7 +169,7 @@ def upload_router(kind: UploadKind) -> APIRouter:
                 raise
 
         await run_in_threadpool(save)
-        dispatcher.submit(kind.task, record_id)
+        await run_in_threadpool(dispatcher.submit, kind.task, record_id)  # Celery blocks
         return kind.out(record)
 
     @router.get("", response_model=Page[kind.schema], operation_id=f"list{title}s")
