@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from api import telemetry
 from api.body_limit import BodyLimit
+from api.event_wakeups import EventWakeups
 from api.problem_details import install_handlers
 from api.routes import health, jobs, webhooks
 from api.routes.uploads import DATASET, MODEL, MULTIPART_OVERHEAD_BYTES, upload_router
@@ -43,9 +44,13 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         dispatcher = CeleryDispatcher(settings.redis_url, settings.queue_name)
     engine = make_engine(settings)
 
+    wakeups = EventWakeups(settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await wakeups.start()
         yield
+        await wakeups.stop()
         engine.dispose()  # return every pooled connection when the server stops
 
     app = FastAPI(
@@ -59,6 +64,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.sessionmaker = make_sessionmaker(engine)  # transactions that may write
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # never wait for writers
     app.state.storage = make_storage(settings)
+    app.state.event_wakeups = wakeups  # SSE streams wake on Postgres NOTIFY
     app.state.dispatcher = dispatcher
     app.state.outbound_policy = webhook_policy(settings)  # tests swap the resolver
     upload_limits = {

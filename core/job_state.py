@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import webhook_delivery
+from core.job_notify import notify_job_event
 from core.job_view import job_out
 from core.tables import Job, JobEvent, utcnow
 
@@ -25,6 +26,7 @@ def append_event(session: Session, job: Job, kind: str, data: dict[str, Any]) ->
     event = JobEvent(job_id=job.id, seq=(last or 0) + 1, type=kind, data=data)
     session.add(event)
     session.flush()
+    notify_job_event(session, job.id)  # followers of the feed wake at commit
     return event
 
 

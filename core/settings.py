@@ -118,6 +118,18 @@ class Settings(BaseSettings):
         description="Bearer token that /metrics requires (it shows every project's job counts); "
         "unset, /metrics answers 404.",
     )
+    sse_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often an event stream re-reads its job's feed when no notification "
+        "can wake it (SQLite, or while the Postgres LISTEN connection is down).",
+    )
+    sse_notified_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="With Postgres LISTEN/NOTIFY up, streams wake on each new event; they "
+        "re-read this often anyway, as a safety net.",
+    )
 
     @field_validator("mlflow_targets")
     @classmethod

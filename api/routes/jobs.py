@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
+from api.event_wakeups import EventWakeups
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import ArtifactOut, EventOut, JobCreate, Page, artifact_out, event_out
@@ -28,7 +30,6 @@ from core.tables import Artifact, DatasetRecord, IdempotencyKey, Job, JobEvent, 
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-SSE_POLL_SECONDS = 0.5
 MAX_SEQ = 2**63 - 1
 """Event numbers are 64-bit in the database; a larger cursor is refused, not overflowed."""
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -226,27 +227,39 @@ def list_events(
 
 
 async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[bytes]:
+    """The feed as Server-Sent Events: read what is new, then wait until a writer's
+    notification wakes the stream (Postgres) or the poll interval passes (SQLite, or no
+    listener), with a keep-alive comment when the feed is quiet."""
     factory = request.app.state.read_sessionmaker
-    idle = 0.0
+    wakeups: EventWakeups = request.app.state.event_wakeups
+    loop = asyncio.get_running_loop()
 
-    def poll(cursor: int) -> tuple[list[JobEvent], bool]:
+    def read(cursor: int) -> tuple[list[JobEvent], bool]:
         with factory() as session:
             events = _events_after(session, job_id, cursor, 500)
             return events, session.get(Job, job_id).status in TERMINAL
 
-    while not await request.is_disconnected():
-        events, finished = await run_in_threadpool(poll, after)
-        for event in events:
-            payload = event_out(event).model_dump_json()
-            yield f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n".encode()
-            after = event.seq
-        if finished and not events:
-            return
-        idle = 0.0 if events else idle + SSE_POLL_SECONDS
-        if idle >= SSE_KEEPALIVE_SECONDS:
-            idle = 0.0
-            yield b": keep-alive\n\n"
-        await asyncio.sleep(SSE_POLL_SECONDS)
+    with wakeups.follow(job_id) as woken:
+        keep_alive_at = loop.time() + SSE_KEEPALIVE_SECONDS
+        while not await request.is_disconnected():
+            woken.clear()
+            events, finished = await run_in_threadpool(read, after)
+            for event in events:
+                payload = event_out(event).model_dump_json()
+                yield f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+                after = event.seq
+            if finished and not events:
+                return
+            if finished:
+                continue  # read once more, without waiting: nothing will wake a finished job
+            if events:
+                keep_alive_at = loop.time() + SSE_KEEPALIVE_SECONDS
+            elif loop.time() >= keep_alive_at:
+                keep_alive_at = loop.time() + SSE_KEEPALIVE_SECONDS
+                yield b": keep-alive\n\n"
+            wait = min(wakeups.interval(), keep_alive_at - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), max(wait, 0.0))
 
 
 @router.get(
