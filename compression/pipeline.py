@@ -262,8 +262,9 @@ def _run_step(
     settings = spec.attribution
     options = ScoringOptions(settings.batch_size, settings.target, spec.seed)
     deeplift = DeepLiftSettings(
-        settings.baseline, settings.deeplift_target, settings.channel_score, settings.weight_score
-    )
+        settings.baseline, settings.deeplift_target, settings.channel_score,
+        settings.weight_score, settings.explained_classes,
+    )  # fmt: skip
 
     def make_criterion(name: str) -> Criterion:
         return get_criterion(name, options, deeplift)

@@ -163,6 +163,13 @@ class AttributionSettings(_Strict):
     deeplift_target: Literal["logit", "margin", "log_softmax"] = Field(
         "logit", description="What DeepLIFT explains: the class logit, its margin, or log p."
     )
+    explained_classes: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="DeepLIFT explains the target class and, above 1, also this many minus one "
+        "of its strongest competing logits, adding up their relevance (one pass each).",
+    )
     channel_score: Literal["relevance", "net", "ablation", "relevance_x_magnitude"] = Field(
         "relevance", description="How a filter's relevance map becomes its score."
     )

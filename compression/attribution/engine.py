@@ -100,12 +100,18 @@ def attribute(
     baseline: BaselineName = "zeros",
     target: TargetName = "logit",
     explain: str = "label",
+    classes: int = 1,
     batch_size: int = 128,
     channel_scores: tuple[str, ...] = CHANNEL_SCORES,
     per_weight: bool = False,
     monitor: Monitor | None = None,
 ) -> Attribution:
     """DeepLIFT relevance of every layer in ``layers`` (modules of ``model``), over ``data``.
+
+    ``classes`` > 1 also explains, for every sample, the ``classes - 1`` highest logits other
+    than the explained class (its strongest competitors) and adds up the relevance of each:
+    a unit that raises a competitor matters to the decision even when it does nothing for the
+    true class's logit. Each extra class costs one more backward pass.
 
     ``channel_scores`` picks which per-channel aggregates to compute (see LayerRelevance);
     each costs a few passes over every layer's activations.
@@ -126,22 +132,37 @@ def attribute(
             x = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = gm(x)
-                classes = y if explain == "label" else logits.detach().argmax(dim=1)
-                top = target_multiplier(target, logits.detach(), reference_logits, classes)
+            explained_classes = _explained_classes(logits.detach(), y, explain, classes)
+            for rank, picked in enumerate(explained_classes):
+                top = target_multiplier(target, logits.detach(), reference_logits, picked)
                 outputs = [captured.outputs[name] for name in layers]
-                grads = torch.autograd.grad((top * logits).sum(), [x, *outputs])
-            explained = target_score(target, logits.detach(), classes) - target_score(
-                target, reference_logits.expand_as(logits), classes
-            )
-            conserved = ((x.detach() - reference) * grads[0]).flatten(1).sum(dim=1)
-            error += float((conserved - explained).abs().sum())
-            scale += float(explained.abs().sum())
-            totals.add(captured, dict(zip(layers, grads[1:], strict=True)))
+                last = rank == len(explained_classes) - 1
+                with torch.enable_grad():
+                    grads = torch.autograd.grad(
+                        (top * logits).sum(), [x, *outputs], retain_graph=not last
+                    )
+                explained = target_score(target, logits.detach(), picked) - target_score(
+                    target, reference_logits.expand_as(logits), picked
+                )
+                conserved = ((x.detach() - reference) * grads[0]).flatten(1).sum(dim=1)
+                error += float((conserved - explained).abs().sum())
+                scale += float(explained.abs().sum())
+                totals.add(captured, dict(zip(layers, grads[1:], strict=True)))
     return Attribution(
         layers=totals.averages(data.num_samples),
         completeness_error=error / max(scale, 1e-12),
         samples=data.num_samples,
     )
+
+
+def _explained_classes(logits: Tensor, labels: Tensor, explain: str, count: int) -> list[Tensor]:
+    """The class each pass explains: the label (or prediction), then the strongest others."""
+    first = labels if explain == "label" else logits.argmax(dim=1)
+    if count <= 1:
+        return [first]
+    others = logits.scatter(1, first[:, None], float("-inf"))
+    ranked = others.topk(min(count, logits.shape[1]) - 1, dim=1).indices
+    return [first, *ranked.unbind(dim=1)]
 
 
 class _Totals:

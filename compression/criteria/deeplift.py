@@ -28,6 +28,7 @@ class DeepLiftSettings:
     target: TargetName = "logit"
     channel_score: str = "relevance"  # relevance | net | ablation | relevance_x_magnitude
     weight_score: str = "relevance_x_magnitude"  # relevance | relevance_x_magnitude
+    classes: int = 1  # the target class plus classes - 1 strongest competitors
 
 
 _NEEDS = {
@@ -85,6 +86,7 @@ class DeepLift(Criterion):
             baseline=self.settings.baseline,
             target=self.settings.target,
             explain=self.options.target,
+            classes=self.settings.classes,
             batch_size=self.options.batch_size,
             channel_scores=_NEEDS[self.settings.channel_score],
             per_weight=per_weight,

@@ -66,3 +66,16 @@ def test_margin_and_log_softmax_targets_are_conserved() -> None:
     assert torch.allclose(margin.layers["fc2"].channel, torch.tensor([5.5, 3.5]))
     for target in ("margin", "log_softmax"):
         assert attribute(model, layers, DATA, target=target).completeness_error < 1e-5
+
+
+def test_competing_class_relevance_adds_up() -> None:
+    """classes=2 also explains class 1 (the only competitor): m(logits) = (0, 1),
+    m(h) = W2^T m = (-1, 1), m(z) = (-0.5, 0.75), R(z) = dz * m(z) = (0.5, 3), which sums to
+    3 - (-0.5) = 3.5; fc1's channel score is |R| of both classes, (0.5 + 0.5, 6 + 3)."""
+    model, layers = _network()
+    both = attribute(model, layers, DATA, classes=2)
+    assert torch.allclose(both.layers["fc1"].channel, torch.tensor([1.0, 9.0]))
+    assert torch.allclose(both.layers["fc2"].channel, torch.tensor([5.5, 3.5]))
+    assert both.completeness_error < 1e-7
+    capped = attribute(model, layers, DATA, classes=5)  # never more than the classes there are
+    assert torch.allclose(capped.layers["fc1"].channel, both.layers["fc1"].channel)
