@@ -73,13 +73,14 @@ def get_project_id(
         session.commit()
 
 
-def get_project_id_before_body(
+def get_project_id_alone(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> str:
-    """The caller's project for routes that receive a long body before they touch the
-    database (uploads): a short read transaction of its own, so nothing (session, connection,
-    a place among ``REQUEST_SESSIONS``) is held while the body arrives."""
+    """The caller's project, looked up in a short read session of its own, for routes that
+    keep no request session: uploads (a long body arrives before the database is touched)
+    and job creation (its own transactions, then the broker). Nothing (a session, a
+    connection, a place among ``REQUEST_SESSIONS``) is held while they wait."""
     with request.app.state.read_sessionmaker() as session:
         return project_for_key(session, authorization)
 
@@ -88,4 +89,4 @@ SettingsDep = Annotated[Settings, Depends(settings_of_app)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 ProjectDep = Annotated[str, Depends(get_project_id)]
-UploaderDep = Annotated[str, Depends(get_project_id_before_body)]
+ProjectAloneDep = Annotated[str, Depends(get_project_id_alone)]

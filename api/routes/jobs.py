@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep
+from api.deps import DispatcherDep, ProjectAloneDep, ProjectDep, SessionDep, SettingsDep, StorageDep
 from api.event_wakeups import EventWakeups
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
@@ -80,7 +80,7 @@ def create_job(
     body: JobCreate,
     request: Request,
     response: Response,
-    project_id: ProjectDep,
+    project_id: ProjectAloneDep,
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,

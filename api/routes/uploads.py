@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import exists, or_, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DispatcherDep, ProjectDep, SessionDep, SettingsDep, StorageDep, UploaderDep
+from api.deps import DispatcherDep, ProjectAloneDep, ProjectDep, SessionDep, SettingsDep, StorageDep
 from api.multipart import MAX_FIELD_BYTES, MAX_FIELDS, receive_upload
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
@@ -135,7 +135,7 @@ def upload_router(kind: UploadKind) -> APIRouter:
     )
     async def create(
         request: Request,
-        project_id: UploaderDep,
+        project_id: ProjectAloneDep,
         settings: SettingsDep,
         storage: StorageDep,
         dispatcher: DispatcherDep,

@@ -1,0 +1,381 @@
+"""API under polling load: N clients polling one running job, against a real server.
+
+    python -m benchmarks.api_load                      # embedded (SQLite), this checkout
+    python -m benchmarks.api_load --mode distributed   # uvicorn x2 on Postgres + Redis
+    python -m benchmarks.api_load --label before --server-root /path/to/older/checkout
+
+Each poller loops ``GET /v1/jobs/{id}`` with ``--interval`` seconds between its requests
+(closed loop: it waits for each answer), while a stand-in worker writes the job's progress
+the way the runner does (the row twice a second, an event every two seconds, each in a write
+transaction). The server runs in its own process; this process is the load generator and its
+CPU time is reported beside the server's (both share the machine's cores, so the numbers are
+lower bounds for a server with cores of its own). ``--server-root`` serves another checkout
+(say main before a change) with the same load, so results compare like with like; every run
+adds its rows to ``results/api_load.json`` and rewrites ``results/api_load.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import make_engine, make_sessionmaker, upgrade_schema
+from core.ids import new_id
+from core.job_state import append_event
+from core.keys import create_key, create_project, hash_key
+from core.settings import Settings
+from core.tables import ApiKey, DatasetRecord, Job, ModelRecord, utcnow
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+REQUEST_TIMEOUT = 30.0
+DRAIN_SECONDS = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes (and their reaped children), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += sum(int(value) for value in fields[11:15]) / ticks
+    return total
+
+
+def _process_tree(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [pid]
+    if children.exists():
+        for child in children.read_text().split():
+            found += _process_tree(int(child))
+    return found
+
+
+def _rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total / 1024
+
+
+class Server:
+    """The API in its own process group, served from ``root`` (a checkout)."""
+
+    def __init__(self, mode: str, root: Path, workdir: Path, database_url: str | None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        if mode == "embedded":
+            command = [sys.executable, "-m", "launcher.embedded", "--port", str(self.port)]
+        else:
+            env |= {"DATABASE_URL": database_url or "", "REDIS_URL": REDIS}
+            env |= {"DATA_DIR": str(workdir / "data")}
+            command = [
+                sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+                "--port", str(self.port), "--workers", "2", "--log-level", "warning",
+            ]  # fmt: skip
+        self.log = workdir / "server.log"
+        self.process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.log.read_text())
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start:\n" + self.log.read_text())
+            time.sleep(0.3)
+
+    def pids(self) -> list[int]:
+        return _process_tree(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _seed(factory: sessionmaker[Session], key: str | None) -> tuple[str, str]:
+    """A running job of the key's project (the key and project are created when the server
+    did not make one) -> (key, job id)."""
+    with factory() as session, session.begin():
+        if key is None:
+            project = create_project(session, f"load-{secrets.token_hex(3)}")
+            key, project_id = create_key(session, project).key, project.id
+        else:
+            project_id = session.scalar(
+                select(ApiKey.project_id).where(ApiKey.key_hash == hash_key(key))
+            )
+        upload = {"project_id": project_id, "size_bytes": 1, "sha256": "0" * 64, "status": "ready"}
+        model = ModelRecord(
+            id=new_id("model"), name="m", filename="m.pt2", storage_key="m", **upload
+        )
+        data = DatasetRecord(
+            id=new_id("dataset"), name="d", filename="d.npz", storage_key="d", **upload
+        )
+        session.add_all([model, data])
+        session.flush()
+        job = Job(
+            id=new_id("job"), project_id=project_id, model_id=model.id, dataset_id=data.id,
+            spec={}, status="running", attempts=1, stage="attributing", started_at=utcnow(),
+            heartbeat_at=utcnow(), worker="api_load",
+        )  # fmt: skip
+        session.add(job)
+        session.flush()
+        append_event(session, job, "status", {"status": "running"})
+    return key, job.id
+
+
+class StandInWorker:
+    """Writes a running job's progress as the runner does, until stopped."""
+
+    def __init__(self, factory: sessionmaker[Session], job_id: str) -> None:
+        self.factory, self.job_id = factory, job_id
+        self.stopped = threading.Event()
+        self.writes = self.failed = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        step = 0
+        while not self.stopped.wait(0.5):
+            step += 1
+            try:
+                with self.factory() as session, session.begin():
+                    job = session.get(Job, self.job_id)
+                    job.progress = (step % 1000) / 1000
+                    job.heartbeat_at = utcnow()
+                    if step % 4 == 0:
+                        append_event(session, job, "progress", {"progress": job.progress})
+                self.writes += 1
+            except OperationalError:  # "database is locked": the runner's write would fail too
+                self.failed += 1
+
+
+async def _poll(
+    client: httpx.AsyncClient, path: str, interval: float, until: float,
+    latencies: list[float], errors: Counter[str],
+) -> None:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        start = loop.time()
+        try:
+            response = await client.get(path)
+            if response.status_code != 200:
+                errors[f"HTTP {response.status_code}"] += 1
+            else:
+                latencies.append(loop.time() - start)
+        except httpx.HTTPError as exc:
+            errors[type(exc).__name__] += 1
+        await asyncio.sleep(interval)
+
+
+async def _level(url: str, key: str, job_id: str, pollers: int, args: Any) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=pollers, max_keepalive_connections=pollers)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
+    ) as client:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        until = started + args.seconds
+        tasks = [
+            asyncio.create_task(
+                _poll(client, f"/v1/jobs/{job_id}", args.interval, until, latencies, errors)
+            )
+            for _ in range(pollers)
+        ]
+        _, late = await asyncio.wait(tasks, timeout=args.seconds + DRAIN_SECONDS)
+        for task in late:
+            task.cancel()
+        if late:
+            errors["unfinished"] += len(late)
+        elapsed = loop.time() - started
+    ordered = sorted(latencies)
+
+    def quantile(q: float) -> float | None:
+        return (
+            round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+            if ordered
+            else None
+        )
+
+    return {
+        "pollers": pollers,
+        "requests": len(ordered) + sum(errors.values()),
+        "ok": len(ordered),
+        "rps": round(len(ordered) / elapsed, 1),
+        "p50_ms": quantile(0.50),
+        "p99_ms": quantile(0.99),
+        "max_ms": round(1000 * ordered[-1], 1) if ordered else None,
+        "mean_ms": round(1000 * statistics.fmean(ordered), 1) if ordered else None,
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "seconds": round(elapsed, 1),
+    }
+
+
+def _database(mode: str, workdir: Path) -> tuple[str | None, str | None]:
+    """(DATABASE_URL for the server, the database's name to drop afterwards)."""
+    if mode == "embedded":
+        return None, None
+    import psycopg
+
+    name = f"xai_load_{secrets.token_hex(4)}"
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://{POSTGRES.removeprefix('postgresql://')}/{name}", name
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    workdir = Path(tempfile.mkdtemp(prefix="api-load-"))
+    database_url, database_name = _database(args.mode, workdir)
+    settings = Settings(database_url=database_url, redis_url=None, data_dir=workdir / "data")
+    if database_url:
+        upgrade_schema(settings)
+    server = Server(args.mode, Path(args.server_root).resolve(), workdir, database_url)
+    rows = []
+    try:
+        factory = make_sessionmaker(make_engine(settings))
+        key_file = workdir / "data" / "api-key"
+        key, job_id = _seed(factory, key_file.read_text().strip() if key_file.exists() else None)
+        worker = StandInWorker(factory, job_id)
+        worker.thread.start()
+        for pollers in args.pollers:
+            pids = server.pids()
+            server_cpu, client_cpu = _cpu_seconds(pids), time.process_time()
+            writes, failed = worker.writes, worker.failed
+            row = asyncio.run(_level(server.url, key, job_id, pollers, args))
+            row["worker_writes"] = worker.writes - writes
+            row["worker_write_errors"] = worker.failed - failed
+            row["server_cpu_share"] = round((_cpu_seconds(pids) - server_cpu) / row["seconds"], 2)
+            row["client_cpu_share"] = round((time.process_time() - client_cpu) / row["seconds"], 2)
+            row["server_rss_mib"] = round(_rss_mib(server.pids()), 1)
+            row |= {"label": args.label, "mode": args.mode, "interval_s": args.interval}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            time.sleep(args.pause)
+        worker.stopped.set()
+        worker.thread.join(timeout=10)
+    finally:
+        server.stop()
+        if database_name:
+            import psycopg
+
+            with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
+    return rows
+
+
+COLUMNS = [
+    ("label", "code"), ("mode", "mode"), ("pollers", "pollers"), ("requests", "requests"),
+    ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
+    ("errors", "errors"), ("server_cpu_share", "server CPU (cores)"),
+    ("client_cpu_share", "client CPU (cores)"), ("server_rss_mib", "server RSS MiB"),
+    ("worker_writes", "worker writes"), ("worker_write_errors", "failed writes"),
+]  # fmt: skip
+
+
+def write_results(rows: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    store = RESULTS / "api_load.json"
+    runs = json.loads(store.read_text()) if store.exists() else []
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    runs.append({"when": when, "machine": machine, "rows": rows})
+    store.write_text(json.dumps(runs, indent=1) + "\n")
+    lines = [
+        "# API under polling load",
+        "",
+        "`python -m benchmarks.api_load` (see its docstring). Each poller loops "
+        "`GET /v1/jobs/{id}` with a pause between its requests while a stand-in worker writes "
+        "the job's progress; server and load generator share the machine's cores (other work "
+        "ran on it too), so these are lower bounds. Errors: non-200 answers, transport errors, "
+        "and requests still unanswered 10 s after the level ended.",
+        "",
+    ]
+    for run_ in runs:
+        first = run_["rows"][0]
+        lines += [
+            f"## {run_['when']} — {first['label']}, {first['mode']}, "
+            f"pause {first['interval_s']} s ({run_['machine']})",
+            "",
+            "| " + " | ".join(title for _, title in COLUMNS) + " | error kinds |",
+            "|" + "---|" * (len(COLUMNS) + 1),
+        ]
+        for row in run_["rows"]:
+            kinds = ", ".join(f"{k}: {v}" for k, v in row["error_kinds"].items()) or "-"
+            cells = [str(row.get(key, "-")) for key, _ in COLUMNS] + [kinds]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    (RESULTS / "api_load.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["embedded", "distributed"], default="embedded")
+    parser.add_argument("--pollers", type=int, nargs="+", default=[10, 30, 50, 100])
+    parser.add_argument("--seconds", type=float, default=15.0, help="per level")
+    parser.add_argument(
+        "--interval", type=float, default=0.2, help="pause between a poller's requests"
+    )
+    parser.add_argument("--pause", type=float, default=2.0, help="between levels")
+    parser.add_argument("--server-root", default=str(ROOT), help="the checkout to serve")
+    parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    rows = run(args)
+    if not args.no_save:
+        write_results(rows)
+
+
+if __name__ == "__main__":
+    main()
