@@ -15,7 +15,7 @@ from api import telemetry
 from api.body_limit import BodyLimit
 from api.event_wakeups import EventWakeups
 from api.problem_details import install_handlers
-from api.routes import health, jobs, webhooks
+from api.routes import health, jobs, reports, webhooks
 from api.routes.uploads import DATASET, MODEL, MULTIPART_OVERHEAD_BYTES, upload_router
 from api.schemas import PROBLEM_RESPONSES
 from core.db import make_engine, make_read_sessionmaker, make_sessionmaker
@@ -78,6 +78,12 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     install_handlers(app)
     telemetry.install(app)
     app.include_router(health.router)
-    for router in (upload_router(MODEL), upload_router(DATASET), jobs.router, webhooks.router):
+    for router in (
+        upload_router(MODEL),
+        upload_router(DATASET),
+        jobs.router,
+        reports.router,
+        webhooks.router,
+    ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

@@ -22,9 +22,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
 
 from compression import compress, load_dataset, load_model
+from compression.data import Dataset, fit_to_model
 from compression.errors import Cancelled, CompressionError
-from compression.io import export_pt2
+from compression.io import LoadedModel, export_pt2
 from compression.pipeline import Result
+from compression.report import relevance_samples, render_report
 from core.ids import new_id
 from core.job_state import TERMINAL, append_event, fail, set_status
 from core.tables import Artifact, DatasetRecord, Job, ModelRecord, utcnow
@@ -43,6 +45,7 @@ CONTENT_TYPES = {
     "model.pt2": "application/zip",
     "metrics.json": "application/json",
     "scores.safetensors": "application/octet-stream",
+    "report.html": "text/html; charset=utf-8",
 }
 
 
@@ -147,14 +150,35 @@ def _execute(
         onnx_dir=out, progress=progress.engine_callback, should_cancel=progress.should_cancel,
     )  # fmt: skip
     progress.enter("exporting", 0.9, 1.0)
-    return _export(resources, job_id, out, result, progress)
+    metrics = _export(resources, job_id, out, result, progress)
+    shown = eval_data if eval_data is not None else data
+    report = _report(job_id, metrics, spec, model, result, shown)
+    (out / "report.html").write_text(report, encoding="utf-8")
+    for path in sorted(out.iterdir()):
+        _store_artifact(resources, job_id, path)
+    return metrics
+
+
+def _report(
+    job_id: str, metrics: dict[str, Any], spec: Spec, model: LoadedModel, result: Result,
+    data: Dataset,
+) -> str:  # fmt: skip
+    """report.html: the stored metrics drawn, with input relevance of a few ``data`` samples
+    in the original and the compressed model (same reference and target as the job)."""
+    samples = relevance_samples(
+        model.module, result.model.module,
+        fit_to_model(data, model.input_shape, model.num_classes),
+        baseline=spec.attribution.baseline, target=spec.attribution.deeplift_target,
+    )  # fmt: skip
+    title = f"Compression report: {job_id}"
+    return render_report(metrics, samples, title=title, spec=spec.model_dump(mode="json"))
 
 
 def _export(
     resources: Resources, job_id: str, out: Path, result: Result, progress: JobProgress
 ) -> dict[str, Any]:
     """Write .pt2, scores and metrics beside the packed and ONNX files compress() left in
-    ``out``, then store them all."""
+    ``out``."""
     module, example = result.model.module, result.model.example_input()
     export_pt2(module, example, out / "model.pt2")
     progress.update("exporting", 0.5, 0.5)
@@ -178,8 +202,6 @@ def _export(
         servers = resources.settings.mlflow_targets
         metrics["mlflow"] = log_job(servers, target, job_id, spec, metrics, out)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    for path in sorted(out.iterdir()):
-        _store_artifact(resources, job_id, path)
     return metrics
 
 

@@ -60,7 +60,7 @@ def test_a_job_runs_to_success_with_metrics_events_and_artifacts(
     names = [a["name"] for a in artifacts]
     assert names == [
         "metrics.json", "model.fp32.onnx", "model.onnx", "model.pt2", "model.xaic",
-        "scores.safetensors",
+        "report.html", "scores.safetensors",
     ]  # fmt: skip
     files = {}
     for artifact in artifacts:

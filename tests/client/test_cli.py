@@ -68,7 +68,7 @@ def test_upload_submit_wait_status_download_list_cancel(
     downloaded = run_json(service, "download", job["id"], str(tmp_path / "out"))
     assert sorted(Path(path).name for path in downloaded) == [
         "metrics.json", "model.fp32.onnx", "model.onnx", "model.pt2", "model.xaic",
-        "scores.safetensors",
+        "report.html", "scores.safetensors",
     ]  # fmt: skip
     one = run(service, "download", job["id"], str(tmp_path / "one"), "--name", "metrics.json")
     assert one.returncode == 0 and one.stdout.strip() == str(tmp_path / "one" / "metrics.json")

@@ -32,6 +32,7 @@ ARTIFACTS = [
     "model.onnx",
     "model.pt2",
     "model.xaic",
+    "report.html",
     "scores.safetensors",
 ]
 

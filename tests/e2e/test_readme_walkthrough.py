@@ -63,7 +63,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     assert status == "succeeded" and 0.5 < float(accuracy) <= 1 and float(size) > 2
     assert sorted(sdk.stdout.splitlines()[1:]) == [
         "metrics.json", "model.fp32.onnx", "model.onnx", "model.pt2", "model.xaic",
-        "scores.safetensors",
+        "report.html", "scores.safetensors",
     ]  # fmt: skip
     assert cli.returncode == 0, cli.stderr + cli.stdout
     assert sorted(p.name for p in (tmp_path / "cli-out").iterdir()) == sorted(
@@ -81,11 +81,11 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     listing = [
         line.split()
         for line in result.stdout.splitlines()
-        if line.startswith(("model.", "metrics.", "scores."))
+        if line.startswith(("model.", "metrics.", "report.", "scores."))
     ]
     assert [name for name, _, _ in listing] == [
         "metrics.json", "model.fp32.onnx", "model.onnx", "model.pt2", "model.xaic",
-        "scores.safetensors",
+        "report.html", "scores.safetensors",
     ]  # fmt: skip
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     assert session.get_inputs()[0].shape[1:] == [1, 8, 8]

@@ -127,7 +127,7 @@ def test_a_celery_worker_runs_the_job(
     names = [a["name"] for a in client.get(f"/v1/jobs/{job_id}/artifacts").json()]
     assert names == [
         "metrics.json", "model.fp32.onnx", "model.onnx", "model.pt2", "model.xaic",
-        "scores.safetensors",
+        "report.html", "scores.safetensors",
     ]  # fmt: skip
     assert client.get("/readyz").json()["checks"]["broker"] is True
 
