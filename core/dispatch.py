@@ -25,16 +25,27 @@ class Dispatcher(Protocol):
         """Tasks waiting, when the broker can tell."""
 
 
+BROKER_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+"""A hung or unreachable Redis fails a send within seconds instead of hanging the request."""
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+"""A send retries once; past that the row stays due and the outbox sweeper sends it later."""
+
+
 class CeleryDispatcher:
     def __init__(self, broker_url: str, queue: str) -> None:
         from celery import Celery
 
         self.app = Celery("xai-compress", broker=broker_url)
-        self.app.conf.broker_connection_retry_on_startup = True
+        self.app.conf.update(
+            broker_connection_retry_on_startup=True,
+            broker_transport_options=BROKER_OPTIONS,
+            task_publish_retry_policy=PUBLISH_RETRY,
+        )
         self.queue = queue
         self.broker_url = broker_url
 
     def submit(self, task: str, record_id: str) -> None:
+        """Blocking (it talks to the broker): call it off the event loop."""
         self.app.send_task(task, args=[record_id], queue=self.queue)
 
     def check(self) -> None:

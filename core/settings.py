@@ -37,7 +37,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Celery broker; unset means the in-process (embedded) worker."
     )
-    queue_name: str = "compress"
+    queue_name: str = Field("compress", description="The job queue (served by GPU workers).")
+    housekeeping_queue: str = Field(
+        "housekeeping",
+        description="Reaper, outbox sweeper and webhook sender: a light worker of its own, so "
+        "housekeeping never waits behind a job.",
+    )
 
     storage_backend: Literal["local", "s3"] = "local"
     storage_path: Path | None = Field(
@@ -83,7 +88,26 @@ class Settings(BaseSettings):
     job_soft_time_limit: int = Field(3 * 3600, description="Seconds before a job is asked to stop.")
     job_time_limit: int = Field(3 * 3600 + 300, description="Seconds before a job is killed.")
     stale_job_seconds: int = Field(
-        600, description="No heartbeat for this long: the job is reaped."
+        60,
+        ge=3,
+        description="No heartbeat for this long: the job's worker is taken for dead and the job "
+        "requeued (a live worker beats every few seconds, also inside one long operation).",
+    )
+    reap_interval_seconds: float = Field(10.0, gt=0, description="How often the reaper looks.")
+    sweep_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the outbox sweeper dispatches what is due."
+    )
+    dispatch_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="A job or upload never dispatched is the sweeper's after this long (the "
+        "request that created it failed to hand it over).",
+    )
+    redispatch_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A job or upload dispatched this long ago and still waiting is dispatched "
+        "again (the broker lost the message); a duplicate is skipped by the worker.",
     )
     worker_threads: int = Field(0, description="torch threads per job; 0 = all cores / 1 job.")
 

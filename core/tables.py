@@ -54,6 +54,8 @@ class Upload:
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When validation was last handed to a worker (the outbox: ``core.outbox``)."""
 
 
 class ModelRecord(Upload, Base):
@@ -110,6 +112,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the job was last handed to a worker; None while queued means not yet (the outbox:
+    ``core.outbox``)."""
 
 
 class JobEvent(Base):

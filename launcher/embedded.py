@@ -5,9 +5,9 @@
 This is the composition root of the embedded deployment: it wires the HTTP layer (``api``)
 to the in-process dispatcher (``worker``), which neither may import of the other. It migrates
 the database, makes sure a default project and API key exist (the key is kept in
-``<data_dir>/api-key`` with mode 0600 and printed), requeues jobs a previous run left behind,
-and serves the same FastAPI app as the distributed deployment, with the same job runner
-working through a queue in a background thread.
+``<data_dir>/api-key`` with mode 0600 and printed), requeues jobs and uploads a previous run
+left behind, and serves the same FastAPI app as the distributed deployment, with the same job
+runner working through a queue in a background thread.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import uvicorn
 from sqlalchemy import select
 
 from api.main import create_app
+from core import outbox
 from core.db import upgrade_schema
-from core.dispatch import RUN_JOB
 from core.keys import create_key, create_project, hash_key
 from core.settings import Settings
 from core.tables import ApiKey, Project
 from worker.in_process import InProcessDispatcher
-from worker.reaper import queued_jobs, reap
+from worker.reaper import reap
 from worker.resources import Resources, build_resources
 
 DEFAULT_PROJECT = "default"
@@ -49,9 +49,12 @@ def default_key(resources: Resources) -> str:
 
 
 def requeue_leftovers(resources: Resources, dispatcher: InProcessDispatcher) -> None:
-    """Jobs a previous run left queued or running are worked on again, not lost."""
-    for job_id in reap(resources) + queued_jobs(resources):
-        dispatcher.submit(RUN_JOB, job_id)
+    """Jobs a previous run left queued or running, and uploads it left pending, are worked on
+    again, not lost: the in-memory queue died with that run, so everything waiting is due."""
+    reap(resources)  # its running jobs are queued again, and dispatched below
+    with resources.sessionmaker() as session:
+        waiting = outbox.waiting(session)
+    outbox.dispatch_all(resources.sessionmaker, dispatcher, waiting)
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The embedded deployment's dispatcher: tasks run on a background thread of this process.
 
 The API receives it through the ``Dispatcher`` seam (``core.dispatch``) from the embedded
-launcher, so the API never imports the worker. Housekeeping (the stale-job reaper and the
-webhook sender) runs on periodic threads beside it.
+launcher, so the API never imports the worker. Housekeeping (the stale-job reaper, the outbox
+sweeper and the webhook sender) runs on periodic threads beside it.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import queue
 import threading
 from collections.abc import Callable
 
-from core.dispatch import RUN_JOB
+from core import outbox
 from core.webhook_sender import WebhookSender
-from worker.reaper import reap
+from worker.reaper import reap_and_requeue
 from worker.resources import Resources
 from worker.tasks import HANDLERS
 
 log = logging.getLogger("worker.in_process")
-REAP_INTERVAL = 60.0
 WEBHOOK_INTERVAL = 1.0
 
 
@@ -31,7 +30,11 @@ class InProcessDispatcher:
         self.tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._work, daemon=True, name="embedded-worker")
-        self.reaper = self._periodic("embedded-reaper", REAP_INTERVAL, self._reap)
+        settings = resources.settings
+        self.reaper = self._periodic("embedded-reaper", settings.reap_interval_seconds, self._reap)
+        self.sweeper = self._periodic(
+            "embedded-sweeper", settings.sweep_interval_seconds, self._sweep
+        )
         self.webhooks = (
             WebhookSender(resources.sessionmaker, resources.settings) if resources else None
         )
@@ -40,6 +43,7 @@ class InProcessDispatcher:
     def start(self) -> InProcessDispatcher:
         self.thread.start()
         self.reaper.start()
+        self.sweeper.start()
         self.sender.start()
         return self
 
@@ -98,5 +102,8 @@ class InProcessDispatcher:
             self.webhooks.tick()
 
     def _reap(self) -> None:
-        for job_id in reap(self.resources):
-            self.submit(RUN_JOB, job_id)
+        reap_and_requeue(self.resources, self)
+
+    def _sweep(self) -> None:
+        """Dispatch what the database says is waiting and no dispatch covers (core.outbox)."""
+        outbox.sweep(self.resources.sessionmaker, self, self.resources.settings)

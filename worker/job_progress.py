@@ -6,34 +6,52 @@ stays readable. When a stage is quiet for QUIET_SECONDS (one long operation: rea
 model, building a pruning graph, exporting), the heartbeat thread appends a ``heartbeat``
 event naming the stage, so a follower hears from every stage at least every 10 s.
 Cancellation is read from the row at most once a second.
+
+Every write is fenced by the attempt's number (``core.job_state.attempt_row``): an attempt
+that no longer owns its job stops at its next progress report or cancellation check
+(``AttemptSuperseded``). Progress is best-effort: a database error while reporting it is
+logged and the job goes on; the heartbeat thread keeps trying through an outage, so a live job
+looks alive again as soon as the database answers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.job_state import append_event
+from core.job_state import AttemptSuperseded, append_event, attempt_row
 from core.tables import Job, utcnow
+
+log = logging.getLogger("worker.job_progress")
 
 ROW_INTERVAL = 0.5
 EVENT_STEP = 0.05
 CANCEL_INTERVAL = 1.0
-HEARTBEAT_INTERVAL = 15.0
-"""How often ``heartbeat_at`` is refreshed while nothing else writes the row."""
+HEARTBEAT_INTERVAL = 5.0
+"""How often ``heartbeat_at`` is refreshed while nothing else writes the row (at most; a
+third of the staleness threshold when that is shorter, see ``heartbeat_interval``)."""
 QUIET_SECONDS = 8.0
 """A ``heartbeat`` event is appended when no event was for this long."""
 TICK = 1.0
 
 
+def heartbeat_interval(stale_seconds: float) -> float:
+    """Three beats fit into the staleness threshold, so one slow write is never fatal."""
+    return min(HEARTBEAT_INTERVAL, stale_seconds / 3)
+
+
 class JobProgress:
     """Maps stage progress into [start, end] of the whole job and records it."""
 
-    def __init__(self, factory: sessionmaker[Session], job_id: str) -> None:
+    def __init__(self, factory: sessionmaker[Session], job_id: str, attempt: int) -> None:
         self.factory = factory
         self.job_id = job_id
+        self.attempt = attempt
+        self.superseded = False  # set by the heartbeat when the fence says so
         self.started = time.monotonic()
         self.span = (0.0, 1.0)
         self.stage: str | None = None
@@ -67,21 +85,20 @@ class JobProgress:
             return
         self.last_row = now
         eta = self._eta(now)
-        with self.lock, self.factory() as session, session.begin():
-            job = session.get(Job, self.job_id)
-            job.stage, job.progress, job.eta_seconds, job.heartbeat_at = (
-                stage,
-                overall,
-                eta,
-                utcnow(),
-            )
-            if stage_changed or overall - self.last_event_overall >= EVENT_STEP:
-                self.last_event_overall, self.last_event_at = overall, now
-                append_event(
-                    session, job, "progress",
-                    {"stage": stage, "stage_progress": round(fraction, 4),
-                     "progress": round(overall, 4), "eta_seconds": eta},
-                )  # fmt: skip
+        try:
+            with self.lock, self.factory() as session, session.begin():
+                job = attempt_row(session, self.job_id, self.attempt)
+                job.stage, job.progress, job.eta_seconds = stage, overall, eta
+                job.heartbeat_at = utcnow()
+                if stage_changed or overall - self.last_event_overall >= EVENT_STEP:
+                    self.last_event_overall, self.last_event_at = overall, now
+                    append_event(
+                        session, job, "progress",
+                        {"stage": stage, "stage_progress": round(fraction, 4),
+                         "progress": round(overall, 4), "eta_seconds": eta},
+                    )  # fmt: skip
+        except SQLAlchemyError as exc:  # the heartbeat keeps the row alive; the work goes on
+            log.warning("progress of %s not recorded: %s", self.job_id, exc)
 
     def heartbeat_event(self, now: float) -> dict[str, object] | None:
         """What a heartbeat event says, when the feed has been quiet for QUIET_SECONDS."""
@@ -102,23 +119,45 @@ class JobProgress:
         return round(elapsed * (1 - self.overall) / self.overall, 1)
 
     def should_cancel(self) -> bool:
+        """True once a cancel was asked for; raises ``AttemptSuperseded`` once this attempt no
+        longer owns the job (the engine stops either way, and the runner records nothing)."""
+        if self.superseded:
+            raise AttemptSuperseded(self.job_id, self.attempt)
         now = time.monotonic()
         if not self.cancel_requested and now - self.last_cancel_check >= CANCEL_INTERVAL:
             self.last_cancel_check = now
-            with self.factory() as session:
-                status = session.get(Job, self.job_id).status
+            try:
+                with self.factory() as session:
+                    job = session.get(Job, self.job_id)
+                    status, attempts = (job.status, job.attempts) if job else ("gone", -1)
+            except SQLAlchemyError as exc:  # asked again at the next check
+                log.warning("cancellation of %s not read: %s", self.job_id, exc)
+                return False
+            if attempts != self.attempt or status not in ("running", "cancelling"):
+                self.superseded = True
+                raise AttemptSuperseded(self.job_id, self.attempt)
             self.cancel_requested = status == "cancelling"
         return self.cancel_requested
 
 
 class Heartbeat:
     """Keeps ``heartbeat_at`` fresh while a job runs, even inside one long operation, so the
-    reaper can tell a slow job from a dead worker, and tells followers which stage is busy."""
+    reaper can tell a slow job from a dead worker, and tells followers which stage is busy.
+
+    It survives the database: a failed beat is logged and tried again at the next tick, so a
+    short outage does not make a live job look dead for good. It stops when the fence says
+    the attempt no longer owns the job, and marks the progress so that the engine stops too.
+    """
 
     def __init__(
-        self, factory: sessionmaker[Session], job_id: str, progress: JobProgress | None = None
+        self,
+        factory: sessionmaker[Session],
+        job_id: str,
+        progress: JobProgress,
+        interval: float = HEARTBEAT_INTERVAL,
     ) -> None:
         self.factory, self.job_id, self.progress = factory, job_id, progress
+        self.interval = interval
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{job_id}")
 
@@ -134,16 +173,25 @@ class Heartbeat:
         last_beat = time.monotonic()
         while not self.stopped.wait(TICK):
             now = time.monotonic()
-            lock = self.progress.lock if self.progress else threading.Lock()
-            with lock:
-                event = self.progress.heartbeat_event(now) if self.progress else None
-                if event is None and now - last_beat < HEARTBEAT_INTERVAL:
-                    continue
-                last_beat = now
-                with self.factory() as session, session.begin():
-                    job = session.get(Job, self.job_id)
-                    if job is None:
-                        continue
-                    job.heartbeat_at = utcnow()
-                    if event is not None:
-                        append_event(session, job, "heartbeat", event)
+            try:
+                if self._beat_once(now, last_beat):
+                    last_beat = now
+            except AttemptSuperseded:
+                self.progress.superseded = True
+                return
+            except Exception as exc:  # the database is away: keep trying, tick by tick
+                log.warning("heartbeat of %s failed, retrying: %s", self.job_id, exc)
+
+    def _beat_once(self, now: float, last_beat: float) -> bool:
+        """Write a beat (and a heartbeat event when the feed is quiet) if one is due."""
+        progress = self.progress
+        with progress.lock:
+            event = progress.heartbeat_event(now)
+            if event is None and now - last_beat < self.interval:
+                return False
+            with self.factory() as session, session.begin():
+                job = attempt_row(session, self.job_id, progress.attempt)
+                job.heartbeat_at = utcnow()
+                if event is not None:
+                    append_event(session, job, "heartbeat", event)
+            return True

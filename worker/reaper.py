@@ -12,7 +12,10 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 
+from core import outbox
+from core.dispatch import RUN_JOB, Dispatcher
 from core.job_state import fail, set_status
+from core.outbox import Due
 from core.tables import Job, utcnow
 from worker.resources import Resources
 
@@ -42,13 +45,14 @@ def reap(resources: Resources) -> list[str]:
                 )  # fmt: skip
             else:
                 set_status(session, job, "queued", reason="its worker stopped; requeued")
+                job.dispatched_at = None  # due for the outbox until a dispatch succeeds
                 requeue.append(job.id)
     return requeue
 
 
-def queued_jobs(resources: Resources) -> list[str]:
-    """Jobs waiting for a worker, oldest first (the embedded worker resubmits them at start)."""
-    with resources.sessionmaker() as session:
-        return list(
-            session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.created_at))
-        )
+def reap_and_requeue(resources: Resources, dispatcher: Dispatcher) -> list[str]:
+    """One reaper round: settle stale jobs and hand the requeued ones to a worker (those the
+    dispatcher refuses stay due, and the outbox sweeper sends them later)."""
+    requeued = reap(resources)
+    outbox.dispatch_all(resources.sessionmaker, dispatcher, [Due(RUN_JOB, i) for i in requeued])
+    return requeued

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
+from sqlalchemy import select
 
 from compression import compress, load_dataset, load_model
 from compression.data import Dataset, fit_to_model
@@ -28,10 +29,18 @@ from compression.io import LoadedModel, export_pt2
 from compression.pipeline import Result
 from compression.report import relevance_samples, render_report
 from core.ids import new_id
-from core.job_state import TERMINAL, append_event, fail, set_status
+from core.job_state import (
+    TERMINAL,
+    AttemptSuperseded,
+    append_event,
+    attempt_row,
+    fail,
+    locked_job,
+    set_status,
+)
 from core.tables import Artifact, DatasetRecord, Job, ModelRecord, utcnow
 from jobspec import Spec
-from worker.job_progress import Heartbeat, JobProgress
+from worker.job_progress import Heartbeat, JobProgress, heartbeat_interval
 from worker.mlflow_logging import log_job
 from worker.resources import Resources, fetch
 
@@ -51,59 +60,79 @@ CONTENT_TYPES = {
 
 def run_job(resources: Resources, job_id: str) -> str:
     """Run the job if it is runnable; return its final status (or why it was skipped)."""
-    if not _claim(resources, job_id):
+    attempt = _claim(resources, job_id)
+    if attempt is None:
         return "skipped"
-    progress = JobProgress(resources.sessionmaker, job_id)
+    progress = JobProgress(resources.sessionmaker, job_id, attempt)
+    beat = heartbeat_interval(resources.settings.stale_job_seconds)
     try:
         with (
-            Heartbeat(resources.sessionmaker, job_id, progress),
+            Heartbeat(resources.sessionmaker, job_id, progress, beat),
             tempfile.TemporaryDirectory(prefix=f"{job_id}-") as workdir,
         ):
             metrics = _execute(resources, job_id, Path(workdir), progress)
+    except AttemptSuperseded:
+        return _superseded(job_id, attempt)
     except Cancelled:
-        return _end(resources, job_id, "cancelled")
+        return _end(resources, job_id, attempt, "cancelled")
     except CompressionError as exc:
-        return _end(resources, job_id, "failed", exc.code, exc.message)
+        return _end(resources, job_id, attempt, "failed", exc.code, exc.message)
     except SoftTimeLimitExceeded:
         limit = resources.settings.job_soft_time_limit
-        return _end(resources, job_id, "failed", "time_limit", f"The job ran past {limit} s.")
+        message = f"The job ran past {limit} s."
+        return _end(resources, job_id, attempt, "failed", "time_limit", message)
     except Exception as exc:
         log.exception("job %s failed unexpectedly", job_id)
         message = f"The job failed unexpectedly ({type(exc).__name__}); the worker log has details."
-        return _end(resources, job_id, "failed", "internal_error", message)
-    with resources.sessionmaker() as session, session.begin():
-        job = session.get(Job, job_id, with_for_update=True)
-        job.metrics, job.progress, job.stage = metrics, 1.0, None
-        set_status(session, job, "succeeded")  # its webhook deliveries go out with the sender
+        return _end(resources, job_id, attempt, "failed", "internal_error", message)
+    try:
+        with resources.sessionmaker() as session, session.begin():
+            job = attempt_row(session, job_id, attempt)
+            job.metrics, job.progress, job.stage = metrics, 1.0, None
+            set_status(session, job, "succeeded")  # its webhook deliveries go out with the sender
+    except AttemptSuperseded:
+        return _superseded(job_id, attempt)
     return "succeeded"
 
 
-def _claim(resources: Resources, job_id: str) -> bool:
+def _superseded(job_id: str, attempt: int) -> str:
+    log.warning("attempt %d of %s was superseded; nothing of it is recorded", attempt, job_id)
+    return "superseded"
+
+
+def _claim(resources: Resources, job_id: str) -> int | None:
+    """Take the job for a new attempt; return the attempt's number, or None to skip it."""
     stale = utcnow() - timedelta(seconds=resources.settings.stale_job_seconds)
     with resources.sessionmaker() as session, session.begin():
-        job = session.get(Job, job_id, with_for_update=True)
+        job = locked_job(session, job_id)
         if job is None or job.status in TERMINAL:
-            return False
+            return None
         if job.status == "cancelling":
             set_status(session, job, "cancelled", reason="cancelled while it was being retried")
-            return False
+            return None
         if job.status == "running" and job.heartbeat_at and job.heartbeat_at > stale:
-            return False  # alive on another worker: a duplicate delivery
+            return None  # alive on another worker: a duplicate delivery
         job.attempts += 1
         job.worker = socket.gethostname()
         job.heartbeat_at = utcnow()
         job.error_code = job.error_message = None
         set_status(session, job, "running", attempt=job.attempts, worker=job.worker)
-        return True
+        return job.attempts
 
 
-def _end(resources: Resources, job_id: str, status: str, code: str = "", message: str = "") -> str:
-    with resources.sessionmaker() as session, session.begin():
-        job = session.get(Job, job_id, with_for_update=True)
-        if status == "failed":
-            fail(session, job, code, message)
-        else:
-            set_status(session, job, status)
+def _end(
+    resources: Resources, job_id: str, attempt: int, status: str, code: str = "", message: str = ""
+) -> str:
+    """The attempt's terminal write, if the attempt still owns the job."""
+    try:
+        with resources.sessionmaker() as session, session.begin():
+            job = attempt_row(session, job_id, attempt)
+            if status == "failed":
+                fail(session, job, code, message)
+            else:
+                set_status(session, job, status)
+    except AttemptSuperseded:
+        return _superseded(job_id, attempt)
     return status
 
 
@@ -155,7 +184,7 @@ def _execute(
     report = _report(job_id, metrics, spec, model, result, shown)
     (out / "report.html").write_text(report, encoding="utf-8")
     for path in sorted(out.iterdir()):
-        _store_artifact(resources, job_id, path)
+        _store_artifact(resources, job_id, progress.attempt, path)
     return metrics
 
 
@@ -205,7 +234,10 @@ def _export(
     return metrics
 
 
-def _store_artifact(resources: Resources, job_id: str, path: Path) -> None:
+def _store_artifact(resources: Resources, job_id: str, attempt: int, path: Path) -> None:
+    """Store one file under a key of this attempt's own and record it, fenced: a superseded
+    attempt never overwrites the object or the row of the attempt that owns the job, and
+    what it stored is deleted again."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -213,23 +245,33 @@ def _store_artifact(resources: Resources, job_id: str, path: Path) -> None:
     size = path.stat().st_size
     with resources.sessionmaker() as session:
         project_id = session.get(Job, job_id).project_id
-    key = f"projects/{project_id}/jobs/{job_id}/{path.name}"
+    key = f"projects/{project_id}/jobs/{job_id}/attempt-{attempt}/{path.name}"
     resources.storage.put_file(key, path)
-    with resources.sessionmaker() as session, session.begin():
-        job = session.get(Job, job_id, with_for_update=True)
-        existing = session.query(Artifact).filter_by(job_id=job_id, name=path.name).one_or_none()
-        if existing is not None:  # a retried job replaces what an earlier attempt stored
-            session.delete(existing)
-            session.flush()
-        session.add(
-            Artifact(
-                id=new_id("artifact"),
-                job_id=job_id,
-                name=path.name,
-                storage_key=key,
-                content_type=CONTENT_TYPES[path.name],
-                size_bytes=size,
-                sha256=digest.hexdigest(),
+    replaced = None
+    try:
+        with resources.sessionmaker() as session, session.begin():
+            job = attempt_row(session, job_id, attempt)
+            existing = session.scalar(
+                select(Artifact).where(Artifact.job_id == job_id, Artifact.name == path.name)
             )
-        )
-        append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})
+            if existing is not None:  # a retried job replaces what an earlier attempt stored
+                replaced = existing.storage_key
+                session.delete(existing)
+                session.flush()
+            session.add(
+                Artifact(
+                    id=new_id("artifact"),
+                    job_id=job_id,
+                    name=path.name,
+                    storage_key=key,
+                    content_type=CONTENT_TYPES[path.name],
+                    size_bytes=size,
+                    sha256=digest.hexdigest(),
+                )
+            )
+            append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})
+    except BaseException:
+        resources.storage.delete(key)  # no object without its record
+        raise
+    if replaced and replaced != key:
+        resources.storage.delete(replaced)

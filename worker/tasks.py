@@ -16,4 +16,7 @@ HANDLERS: dict[str, Callable[[Resources, str], str]] = {
     VALIDATE_DATASET: validate_dataset,
 }
 REAP = "xai.reap"
+SWEEP = "xai.sweep_outbox"
 DELIVER_WEBHOOKS = "xai.deliver_webhooks"
+HOUSEKEEPING = (REAP, SWEEP, DELIVER_WEBHOOKS)
+"""Routed to the housekeeping queue and its light worker, never to the GPU workers' queue."""

@@ -21,9 +21,10 @@ from api.event_wakeups import EventWakeups
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import ArtifactOut, EventOut, JobCreate, Page, artifact_out, event_out
+from core import outbox
 from core.dispatch import RUN_JOB
 from core.ids import new_id
-from core.job_state import TERMINAL, append_event, request_cancel
+from core.job_state import TERMINAL, append_event, locked_job, request_cancel
 from core.job_view import JobOut, job_out
 from core.problems import Problem, not_found
 from core.tables import Artifact, DatasetRecord, IdempotencyKey, Job, JobEvent, ModelRecord
@@ -73,7 +74,9 @@ def _replay(session: Session, project_id: str, key: str, digest: str) -> Job | N
     summary="Submit a compression job",
     description=(
         "Send an `Idempotency-Key` header to make retries safe: the same key with the same "
-        "body returns the same job (header `Idempotent-Replayed: true`); with another body, 409."
+        "body returns the same job (header `Idempotent-Replayed: true`); with another body, 409. "
+        "A job is kept even when the queue is briefly unreachable: it is dispatched as soon as "
+        "the queue is back."
     ),
 )
 def create_job(
@@ -94,20 +97,25 @@ def create_job(
         )  # fmt: skip
     digest = _request_hash(body)
     factory = request.app.state.sessionmaker
+    replayed = False
     try:
         with factory() as session, session.begin():
-            if idempotency_key and (job := _replay(session, project_id, idempotency_key, digest)):
-                response.headers["Idempotent-Replayed"] = "true"
-                return job_out(job)
-            job = _new_job(session, project_id, body, idempotency_key, digest)
+            job = _replay(session, project_id, idempotency_key, digest) if idempotency_key else None
+            replayed = job is not None
+            job = job or _new_job(session, project_id, body, idempotency_key, digest)
     except IntegrityError:  # a concurrent request with the same key committed first
         with factory() as session:
             job = _replay(session, project_id, idempotency_key or "", digest)
             if job is None:
                 raise
-            response.headers["Idempotent-Replayed"] = "true"
-            return job_out(job)
-    dispatcher.submit(RUN_JOB, job.id)
+            replayed = True
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if job.status == "queued" and job.dispatched_at is None:
+        # a new job, or a replay of one whose first dispatch failed (the client's retry after
+        # a broker blip): hand it over now; if the broker is still down, the job is kept and
+        # the outbox sweeper dispatches it when it is back (core.outbox)
+        outbox.dispatch(factory, dispatcher, RUN_JOB, job.id)
     return job_out(job)
 
 
@@ -172,7 +180,7 @@ def get_job(job_id: str, session: SessionDep, project_id: ProjectDep) -> Any:
 )  # fmt: skip
 def cancel_job(job_id: str, session: SessionDep, project_id: ProjectDep) -> Any:
     _job(session, project_id, job_id)
-    job = session.get(Job, job_id, with_for_update=True)
+    job = locked_job(session, job_id)  # the values after the lock, not those _job read
     request_cancel(session, job)
     return job_out(job)
 

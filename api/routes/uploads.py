@@ -21,6 +21,7 @@ from api.multipart import MAX_FIELD_BYTES, MAX_FIELDS, receive_upload
 from api.routes.lookup import owned
 from api.routes.pagination import MAX_LIMIT, page
 from api.schemas import DatasetOut, ModelOut, Page, dataset_out, model_out, problem_responses
+from core import outbox
 from core.dispatch import VALIDATE_DATASET, VALIDATE_MODEL
 from core.ids import new_id
 from core.job_state import ACTIVE
@@ -169,7 +170,8 @@ def upload_router(kind: UploadKind) -> APIRouter:
                 raise
 
         await run_in_threadpool(save)
-        await run_in_threadpool(dispatcher.submit, kind.task, record_id)  # Celery blocks
+        factory = request.app.state.sessionmaker  # kept pending if the queue is down: outbox
+        await run_in_threadpool(outbox.dispatch, factory, dispatcher, kind.task, record_id)
         return kind.out(record)
 
     @router.get("", response_model=Page[kind.schema], operation_id=f"list{title}s")

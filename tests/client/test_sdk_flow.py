@@ -112,7 +112,8 @@ def test_a_corrupted_artifact_raises_integrity_error_and_leaves_no_file(
     finished_job: Job, service: Service, tmp_path: Path
 ) -> None:
     # Corrupt the stored object itself (same size), as a bad disk or a broken store would.
-    [stored] = service.workdir.glob(f"data/objects/projects/*/jobs/{finished_job.id}/model.onnx")
+    objects = service.workdir / "data/objects/projects"
+    [stored] = objects.glob(f"*/jobs/{finished_job.id}/attempt-1/model.onnx")
     original = stored.read_bytes()
     stored.write_bytes(original[:100] + bytes([original[100] ^ 0xFF]) + original[101:])
     try:

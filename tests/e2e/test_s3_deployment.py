@@ -76,7 +76,7 @@ def test_jobs_run_on_s3_and_downloads_are_presigned(
         bucket = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
         keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="e2e-bucket")["Contents"]]
         assert any(k.endswith("/m.pt2") for k in keys)
-        assert any(k.endswith(f"/jobs/{job['id']}/model.onnx") for k in keys)
+        assert any(k.endswith(f"/jobs/{job['id']}/attempt-1/model.onnx") for k in keys)
         assert not any(Path(k).name == "m.pt2" for k in tmp_path.rglob("*") if k.is_file())
     finally:
         server.stop()

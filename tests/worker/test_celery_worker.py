@@ -1,13 +1,10 @@
 """The distributed deployment for real: API with a Celery client, a Celery worker process on
-Redis, Postgres as the source of truth. A worker killed mid-job loses nothing."""
+Redis, Postgres as the source of truth. A worker killed mid-job loses nothing: beat and the
+housekeeping worker's reaper requeue it, and another worker finishes it."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +13,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.dispatch import RUN_JOB
 from core.keys import create_key, create_project
 from core.settings import Settings
 from tests.api.helpers import upload, wait_for
-from tests.conftest import REDIS, ROOT
-from worker.reaper import reap
-from worker.resources import build_resources
+from tests.conftest import REDIS
+from tests.worker.processes import CeleryProcess, service_env
 
 BROKER = f"{REDIS}/14"
-QUEUE = f"compress-test-{secrets.token_hex(4)}"  # runs on the same Redis never share tasks
+RUN = secrets.token_hex(4)  # runs on the same Redis never share tasks
+QUEUE = f"compress-test-{RUN}"
 SPEC = {
     "steps": [{"type": "prune_filters", "ratio": 0.5}],
     "attribution": {"samples": 128},
@@ -37,65 +33,28 @@ SPEC = {
 def settings(clean_postgres: str, tmp_path: Path) -> Settings:
     return Settings(
         queue_name=QUEUE,
+        housekeeping_queue=f"housekeeping-test-{RUN}",
         database_url=clean_postgres,
         redis_url=BROKER,
         data_dir=tmp_path / "data",
         storage_path=tmp_path / "objects",
         stale_job_seconds=3,
+        reap_interval_seconds=1,
     )
-
-
-class Worker:
-    """``celery -A worker.celery_app worker`` in its own process group."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": settings.resolved_database_url,
-            "REDIS_URL": BROKER,
-            "STORAGE_PATH": str(settings.resolved_storage_path),
-            "DATA_DIR": str(settings.data_dir),
-            "STALE_JOB_SECONDS": str(settings.stale_job_seconds),
-            "QUEUE_NAME": QUEUE,
-        }
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-             "--queues", QUEUE, "--concurrency", "1", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--hostname", f"test-{log.stem}@%h"],
-            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "ready." not in log.read_text():
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "worker did not start"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
 def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
-    workers: list[Worker] = []
+    processes: list[CeleryProcess] = []
 
-    def start() -> Worker:
-        workers.append(Worker(settings, tmp_path / f"worker{len(workers)}.log"))
-        return workers[-1]
+    def start(kind: str = "job_worker") -> CeleryProcess:
+        log = tmp_path / f"{kind}{len(processes)}.log"
+        processes.append(getattr(CeleryProcess, kind)(service_env(settings, BROKER), log))
+        return processes[-1]
 
     yield start
-    for worker in workers:
-        worker.stop()
+    for process in processes:
+        process.stop()
 
 
 @pytest.fixture
@@ -149,12 +108,7 @@ def test_a_job_survives_its_worker_being_killed(
     assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
 
     start_worker()
-    time.sleep(settings.stale_job_seconds + 1)
-    resources = build_resources(settings)
-    requeued = reap(resources)
-    assert requeued == [job_id]
-    for job in requeued:
-        client.app.state.dispatcher.submit(RUN_JOB, job)
+    start_worker("housekeeping")  # beat -> reaper -> requeue, as deployed: nobody reaps by hand
 
     done = wait_for(client, f"/v1/jobs/{job_id}", {"succeeded", "failed"}, timeout=240)
     assert done["status"] == "succeeded", done["error"]

@@ -36,7 +36,7 @@ def test_quiet_stages_get_heartbeat_events_naming_them(job, monkeypatch):
     factory, job_id = job
     monkeypatch.setattr(job_progress, "QUIET_SECONDS", 0.4)
     monkeypatch.setattr(job_progress, "TICK", 0.05)
-    progress = JobProgress(factory, job_id)
+    progress = JobProgress(factory, job_id, 0)
     with Heartbeat(factory, job_id, progress):
         progress.enter("loading", 0.0, 0.1)
         time.sleep(1.3)  # one long call: no progress reported

@@ -1,0 +1,133 @@
+"""Real processes for the distributed tests: Celery workers (job and housekeeping), beat, and
+throwaway Redis servers that a test may stop and start again (never the machine's own)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.settings import Settings
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+class RedisServer:
+    """``redis-server`` on a port of its own, without persistence (as a broker that loses its
+    queue when it restarts); ``stop`` and ``start`` again keep the port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self._answers, 10, "redis-server")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def service_env(settings: Settings, broker: str) -> dict[str, str]:
+    """The environment a deployed process reads its settings from."""
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.resolved_database_url,
+        "REDIS_URL": broker,
+        "STORAGE_PATH": str(settings.resolved_storage_path),
+        "DATA_DIR": str(settings.data_dir),
+        "STALE_JOB_SECONDS": str(settings.stale_job_seconds),
+        "REAP_INTERVAL_SECONDS": str(settings.reap_interval_seconds),
+        "SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+        "DISPATCH_GRACE_SECONDS": str(settings.dispatch_grace_seconds),
+        "QUEUE_NAME": settings.queue_name,
+        "HOUSEKEEPING_QUEUE": settings.housekeeping_queue,
+    }
+
+
+class CeleryProcess:
+    """``celery -A worker.celery_app ...`` in its own process group, logging to ``log``."""
+
+    def __init__(
+        self, env: dict[str, str], log: Path, args: list[str], ready: str = "ready."
+    ) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", *args],
+            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while ready not in log.read_text():
+            assert self.process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"{args[0]} did not start: {log.read_text()}"
+            time.sleep(0.2)
+
+    @classmethod
+    def job_worker(cls, env: dict[str, str], log: Path) -> CeleryProcess:
+        return cls(env, log, [
+            "worker", "--queues", env["QUEUE_NAME"], "--concurrency", "1", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--hostname", f"jobs-{log.stem}@%h",
+        ])  # fmt: skip
+
+    @classmethod
+    def housekeeping(cls, env: dict[str, str], log: Path) -> CeleryProcess:
+        """The light worker on the housekeeping queue, with beat inside it (``-B``) to save a
+        process in tests; the deployment runs beat on its own."""
+        return cls(env, log, [
+            "worker", "--queues", env["HOUSEKEEPING_QUEUE"], "--pool", "threads",
+            "--concurrency", "4", "--loglevel", "INFO", "-B", "--schedule",
+            str(log.with_suffix(".beat")), "--without-gossip", "--without-mingle",
+            "--hostname", f"housekeeping-{log.stem}@%h",
+        ])  # fmt: skip
+
+    def signal(self, number: int) -> None:
+        os.killpg(self.process.pid, number)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
