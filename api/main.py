@@ -6,14 +6,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
-from api import telemetry
+from api import incoming, telemetry
 from api.body_limit import BodyLimit
 from api.event_wakeups import EventWakeups
+from api.incoming import incoming_dir
 from api.problem_details import install_handlers
 from api.routes import health, jobs, reports, webhooks
 from api.routes.uploads import DATASET, MODEL, MULTIPART_OVERHEAD_BYTES, upload_router
@@ -43,14 +48,17 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             )
         dispatcher = CeleryDispatcher(settings.redis_url, settings.queue_name)
     engine = make_engine(settings)
+    directory = incoming_dir(settings)
 
     wakeups = EventWakeups(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_incoming(directory, settings))
         await wakeups.start()
         yield
         await wakeups.stop()
+        sweeper.cancel()
         engine.dispose()  # return every pooled connection when the server stops
 
     app = FastAPI(
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.storage = make_storage(settings)
     app.state.event_wakeups = wakeups  # SSE streams wake on Postgres NOTIFY
     app.state.dispatcher = dispatcher
+    app.state.incoming_dir = directory
     app.state.outbound_policy = webhook_policy(settings)  # tests swap the resolver
     upload_limits = {
         "/v1/models": settings.max_model_bytes + MULTIPART_OVERHEAD_BYTES,
@@ -87,3 +96,18 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     return app
+
+
+INCOMING_SWEEP_SECONDS = 300.0
+
+
+async def _sweep_incoming(directory: Path, settings: Settings) -> None:
+    """At start and every few minutes: remove what killed or stalled uploads left."""
+    while True:
+        try:
+            await run_in_threadpool(
+                incoming.sweep, directory, settings.upload_temp_max_idle_seconds
+            )
+        except Exception:  # a sweep that failed is tried again next time
+            logging.getLogger("api").exception("sweeping %s failed", directory)
+        await asyncio.sleep(INCOMING_SWEEP_SECONDS)

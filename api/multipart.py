@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,6 +24,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from api.incoming import new_temp_file
 from core.problems import Problem
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -152,9 +152,11 @@ class _State:
         self.ended = True
 
 
-async def receive_upload(request: Request, limit: int, fields: frozenset[str]) -> ReceivedUpload:
-    """Parse the multipart body (the file and the form ``fields`` named); the caller owns
-    (and must delete or move) ``path``."""
+async def receive_upload(
+    request: Request, limit: int, fields: frozenset[str], directory: Path
+) -> ReceivedUpload:
+    """Parse the multipart body (the file and the form ``fields`` named) into a file in
+    ``directory``; the caller owns (and must delete or move) ``path``."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
         raise Problem(
@@ -167,7 +169,7 @@ async def receive_upload(request: Request, limit: int, fields: frozenset[str]) -
             413, "payload_too_large", "Upload too large",
             f"The request declares {declared} bytes; the limit is {limit}.", limit_bytes=limit,
         )  # fmt: skip
-    handle = tempfile.NamedTemporaryFile(prefix="upload-", delete=False)  # noqa: SIM115
+    handle = new_temp_file(directory)
     state = _State(limit=limit, sink=handle, known_fields=fields)
     callbacks = {
         "on_header_field": state.header_field,

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from core.problems import Problem
+from core.storage import StorageUnavailable
+
+log = logging.getLogger("api")
+
+OUTAGES: dict[str, tuple[type[Exception], ...]] = {
+    "database": (OperationalError, InterfaceError, PoolTimeout),
+    "storage": (StorageUnavailable,),
+}
+"""Errors that mean a dependency is down, hung or overloaded, not that the request is wrong:
+answered 503 with Retry-After (clients and the SDK retry), never 500."""
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -88,9 +101,23 @@ def install_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(request, exc.status_code, code, str(exc.detail), headers=headers)
 
+    for dependency, errors in OUTAGES.items():
+        for error in errors:
+            app.add_exception_handler(error, _outage_handler(dependency))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        import logging
-
-        logging.getLogger("api").exception("unhandled error on %s", request.url.path)
+        log.exception("unhandled error on %s", request.url.path)
         return problem_response(request, 500, "internal_error", "Internal server error")
+
+
+def _outage_handler(dependency: str) -> Any:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s unavailable on %s: %s", dependency, request.url.path, exc)
+        return problem_response(
+            request, 503, f"{dependency}_unavailable", f"The {dependency} is unavailable",
+            f"The service's {dependency} did not answer in time. Try again shortly.",
+            retry_after=request.app.state.settings.retry_after_seconds,
+        )  # fmt: skip
+
+    return handler

@@ -29,7 +29,21 @@ def make_engine(settings: Settings) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Bounded waits: a database that is down or hung fails a request in seconds (the API
+    # answers 503) instead of holding it; workers retry.
+    statement_ms = round(settings.database_statement_timeout_seconds * 1000)
+    connect_args = {
+        "connect_timeout": max(1, round(settings.database_connect_timeout_seconds)),
+        "options": f"-c statement_timeout={statement_ms}",
+    }
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=settings.database_connect_timeout_seconds,
+        connect_args=connect_args if url.startswith("postgresql") else {},
+    )
 
 
 SQLITE_POOL_SIZE = 20

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/xai-compress.db."
     )
+    database_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="A database that does not accept a connection in this long is down."
+    )
+    database_statement_timeout_seconds: float = Field(
+        60.0, gt=0, description="Postgres cancels a statement (or lock wait) running this long."
+    )
     redis_url: str | None = Field(
         None, description="Celery broker; unset means the in-process (embedded) worker."
     )
@@ -57,7 +63,24 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     s3_region: str = "us-east-1"
     presigned_url_seconds: int = Field(300, ge=10, le=86400)
+    s3_connect_timeout_seconds: float = Field(5.0, gt=0)
+    s3_read_timeout_seconds: float = Field(
+        30.0, gt=0, description="A store that accepts a connection but never answers fails then."
+    )
+    readiness_timeout_seconds: float = Field(
+        3.0, gt=0, description="/readyz answers within this long, ready or not."
+    )
+    retry_after_seconds: int = Field(
+        5, ge=1, description="Retry-After of a 503 answered while a dependency is down."
+    )
 
+    upload_temp_dir: Path | None = Field(
+        None,
+        description="Where uploads stream to before storage; default <tmp>/xai-compress-incoming.",
+    )
+    upload_temp_max_idle_seconds: float = Field(
+        3600.0, gt=0, description="An upload file untouched this long is removed by the sweep."
+    )
     max_model_bytes: int = Field(512 * 1024**2, description="Largest model upload (413 above).")
     max_dataset_bytes: int = Field(2 * 1024**3, description="Largest dataset upload (413 above).")
     max_request_body_bytes: int = Field(

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 from core import outbox
+from core.settings import Settings
 from core.webhook_sender import WebhookSender
 from worker.reaper import reap_and_requeue
 from worker.resources import Resources
@@ -30,7 +31,7 @@ class InProcessDispatcher:
         self.tasks: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._work, daemon=True, name="embedded-worker")
-        settings = resources.settings
+        settings = resources.settings if resources is not None else Settings(redis_url=None)
         self.reaper = self._periodic("embedded-reaper", settings.reap_interval_seconds, self._reap)
         self.sweeper = self._periodic(
             "embedded-sweeper", settings.sweep_interval_seconds, self._sweep

@@ -141,7 +141,8 @@ def upload_router(kind: UploadKind) -> APIRouter:
         storage: StorageDep,
         dispatcher: DispatcherDep,
     ) -> Any:
-        upload = await receive_upload(request, kind.limit(settings), kind.fields)
+        directory = request.app.state.incoming_dir
+        upload = await receive_upload(request, kind.limit(settings), kind.fields, directory)
         try:  # whatever is refused from here on, the received file goes
             extra = kind.extra(upload.fields)
             name = _record_name(upload.fields, upload.filename)

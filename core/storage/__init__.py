@@ -40,4 +40,6 @@ def make_storage(settings: Settings) -> Storage:
         region=settings.s3_region,
         presign_seconds=settings.presigned_url_seconds,
         public_endpoint_url=settings.s3_public_endpoint_url,
+        connect_timeout=settings.s3_connect_timeout_seconds,
+        read_timeout=settings.s3_read_timeout_seconds,
     )

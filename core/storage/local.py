@@ -62,20 +62,31 @@ class LocalStorage(Storage):
 
     def put_file(self, key: str, path: Path) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(path, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            # Different filesystem: rename is impossible, copy then swap in atomically.
-            with _atomic_target(dest) as tmp:
-                shutil.copyfile(path, tmp)
-            Path(path).unlink()
+        with self._unwritable(key):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, dest)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # Different filesystem: rename is impossible, copy then swap in atomically.
+                with _atomic_target(dest) as tmp:
+                    shutil.copyfile(path, tmp)
+                Path(path).unlink()
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        with _atomic_target(self._path(key)) as tmp:
+        with self._unwritable(key), _atomic_target(self._path(key)) as tmp:
             tmp.write_bytes(data)
+
+    @contextlib.contextmanager
+    def _unwritable(self, key: str) -> Iterator[None]:
+        """A disk that is full, read-only or gone is the store being unavailable (503)."""
+        try:
+            yield
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"local storage {self.root} cannot store {key!r}: {exc}"
+            ) from exc
 
     def iter_chunks(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         if chunk_size <= 0:

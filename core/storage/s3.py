@@ -37,8 +37,9 @@ class S3Storage(Storage):
     """Objects in one bucket of an S3-compatible endpoint.
 
     Path-style addressing and signature v4 work with every S3-compatible server, where
-    virtual-host buckets would need DNS for each bucket name. `connect_timeout` and
-    `max_attempts` bound how long an unreachable endpoint blocks a request or the readiness probe.
+    virtual-host buckets would need DNS for each bucket name. `connect_timeout`, `read_timeout` and
+    `max_attempts` bound how long an unreachable or silent endpoint blocks a request or the
+    readiness probe.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class S3Storage(Storage):
         presign_seconds: int,
         *,
         connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
         max_attempts: int = 3,
         public_endpoint_url: str | None = None,
     ) -> None:
@@ -63,6 +65,7 @@ class S3Storage(Storage):
             signature_version="s3v4",
             s3={"addressing_style": "path"},
             connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             retries={"mode": "standard", "max_attempts": max_attempts},
         )
         # A session per storage: boto3's default session is shared global state.

@@ -1,0 +1,145 @@
+"""Dependencies that are down or hung: the API answers 503 problem+json with Retry-After in
+bounded time (never 500, never a hang), leaves no half record or orphan object, and recovers by
+itself. The database is the real Postgres behind a proxy the test cuts, or a listener that
+never answers; the storage is a real directory made unusable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+
+from api.incoming import PREFIX
+from api.main import create_app
+from core.keys import create_key, create_project
+from core.settings import Settings
+from tests.api.helpers import assert_problem
+from tests.worker.tcp_proxy import TcpProxy
+from worker.in_process import InProcessDispatcher
+from worker.resources import build_resources
+
+
+def _settings(database_url: str, tmp_path: Path, **extra) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=None,
+        data_dir=tmp_path / "data",
+        upload_temp_dir=tmp_path / "incoming",
+        readiness_timeout_seconds=1,
+        database_connect_timeout_seconds=2,
+        **extra,
+    )
+
+
+@pytest.fixture
+def proxy(clean_postgres: str) -> Iterator[TcpProxy]:
+    url = make_url(clean_postgres)
+    proxy = TcpProxy((url.host, url.port or 5432))
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def client(proxy: TcpProxy, clean_postgres: str, tmp_path: Path) -> Iterator[TestClient]:
+    url = make_url(clean_postgres).set(host="127.0.0.1", port=proxy.port)
+    settings = _settings(url.render_as_string(hide_password=False), tmp_path)
+    dispatcher = InProcessDispatcher(build_resources(settings)).start()
+    with TestClient(create_app(settings, dispatcher)) as client:
+        with client.app.state.sessionmaker() as session, session.begin():
+            key = create_key(session, create_project(session, "outages")).key
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client
+    dispatcher.stop()
+
+
+def test_a_database_outage_answers_503_at_once_and_recovers_by_itself(
+    client: TestClient, proxy: TcpProxy
+) -> None:
+    assert client.get("/v1/jobs").status_code == 200
+    proxy.cut()
+    for path in ("/v1/jobs", "/v1/models", "/readyz"):
+        started = time.monotonic()
+        response = client.get(path)
+        assert time.monotonic() - started < 1.5, path
+        code = "not_ready" if path == "/readyz" else "database_unavailable"
+        body = assert_problem(response, 503, code)
+        assert response.headers["Retry-After"] == "5"
+    assert body["checks"] == {"database": False, "broker": True, "storage": True}
+    created = client.post("/v1/datasets", files={"file": ("d.npz", b"samples")})
+    assert_problem(created, 503, "database_unavailable")
+    proxy.restore()
+    assert client.get("/v1/jobs").status_code == 200
+    assert client.get("/v1/datasets").json()["data"] == []  # no half record ...
+    assert not list((client.app.state.settings.data_dir / "objects").rglob("d.npz"))  # nor object
+
+
+def test_a_hung_database_is_a_503_in_seconds_and_readyz_keeps_its_deadline(
+    tmp_path: Path,
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    port = silent.getsockname()[1]
+    settings = _settings(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x", tmp_path)
+    dispatcher = InProcessDispatcher(build_resources(settings))
+    try:
+        with TestClient(create_app(settings, dispatcher)) as client:
+            started = time.monotonic()
+            body = assert_problem(client.get("/readyz"), 503, "not_ready")
+            assert time.monotonic() - started < 1.8
+            assert body["checks"]["database"] is False and "no answer within 1 s" in body["detail"]
+            started = time.monotonic()
+            response = client.get("/v1/jobs", headers={"Authorization": "Bearer xk_nothing"})
+            assert_problem(response, 503, "database_unavailable")
+            assert time.monotonic() - started < 8  # the connect timeout, not forever
+    finally:
+        silent.close()
+        dispatcher.resources.close()
+
+
+def test_unwritable_storage_refuses_an_upload_with_503_and_leaves_nothing(
+    client: TestClient,
+) -> None:
+    root = client.app.state.settings.resolved_storage_path
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("not a directory")  # the store's root is gone (a lost mount)
+    response = client.post("/v1/datasets", files={"file": ("d.npz", b"samples")})
+    assert_problem(response, 503, "storage_unavailable")
+    assert response.headers["Retry-After"] == "5"
+    assert client.get("/v1/datasets").json()["data"] == []
+    assert list(client.app.state.incoming_dir.iterdir()) == []  # the received file is gone too
+
+
+def test_files_of_killed_uploads_are_swept_at_start(clean_postgres: str, tmp_path: Path) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process that has exited: the upload it was receiving is dead
+    orphan = incoming / f"{PREFIX}{gone.pid}-abc"
+    orphan.write_bytes(b"x" * 1024)
+    live = subprocess.Popen(["sleep", "30"])
+    receiving = incoming / f"{PREFIX}{live.pid}-def"  # another API process, mid-upload
+    receiving.write_bytes(b"y")
+    stalled = incoming / f"{PREFIX}{live.pid}-ghi"
+    stalled.write_bytes(b"z")
+    hour_ago = time.time() - 3700
+    os.utime(stalled, (hour_ago, hour_ago))
+    settings = _settings(clean_postgres, tmp_path)
+    dispatcher = InProcessDispatcher(build_resources(settings))
+    try:
+        with TestClient(create_app(settings, dispatcher)):
+            deadline = time.monotonic() + 5
+            while orphan.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert sorted(p.name for p in incoming.iterdir()) == [receiving.name]
+    finally:
+        live.kill()
+        live.wait()
+        dispatcher.resources.close()
