@@ -28,9 +28,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SEAWEED_ENTRYPOINT = ROOT / "deploy" / "seaweedfs" / "entrypoint.sh"
 
-REQUIRED_SERVICES = {"api", "worker", "postgres", "redis", "s3", "migrate"}
-LONG_RUNNING = ("postgres", "redis", "s3", "api")
-APP_SERVICES = ("api", "worker")
+REQUIRED_SERVICES = {"api", "worker", "housekeeping", "beat", "postgres", "redis", "s3", "migrate"}
+LONG_RUNNING = ("postgres", "redis", "s3", "api", "housekeeping")
+APP_SERVICES = ("api", "worker", "housekeeping")
 BASE_IMAGE = "python:3.11-slim"
 API_CMD = ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
 
@@ -221,7 +221,7 @@ def test_api_and_worker_share_one_image_and_build(compose: dict) -> None:
     build = api["build"]
     dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
     assert (ROOT / dockerfile).resolve() == DOCKERFILE
-    for name in ("migrate", "beat"):
+    for name in ("migrate", "beat", "housekeeping"):
         if name in services:
             assert services[name].get("image") == api["image"], name
 
@@ -242,6 +242,16 @@ def test_worker_runs_one_job_at_a_time_from_the_compress_queue(compose: dict) ->
     assert "--queues compress" in joined or "-Q compress" in joined
     assert "--concurrency 1" in joined
     assert "--prefetch-multiplier 1" in joined
+
+
+def test_housekeeping_has_its_own_light_worker_and_one_beat(compose: dict) -> None:
+    """Reaper, outbox sweeper and webhook sender never queue behind a job on a GPU worker."""
+    argv = " ".join(_argv(compose["services"]["housekeeping"].get("command")))
+    assert "--queues housekeeping" in argv and "--pool threads" in argv
+    assert not _gpu_devices(compose["services"]["housekeeping"])
+    assert _argv(compose["services"]["beat"].get("command"))[:4] == [
+        "celery", "-A", "worker.celery_app", "beat"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
