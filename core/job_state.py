@@ -25,6 +25,8 @@ from core.tables import Job, JobEvent, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running", "cancelling"})
+MAX_ATTEMPTS = 3
+"""Attempts a job gets (a dead worker, an unavailable dependency) before it is failed."""
 OWNED = frozenset({"running", "cancelling"})
 """The states in which a job belongs to the attempt that claimed it."""
 

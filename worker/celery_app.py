@@ -27,6 +27,7 @@ from core.settings import get_settings
 from core.webhook_sender import deliver_due
 from worker.reaper import reap_and_requeue
 from worker.resources import default_resources
+from worker.runner import TRANSIENT
 from worker.tasks import DELIVER_WEBHOOKS, HANDLERS, HOUSEKEEPING, REAP, SWEEP
 
 settings = get_settings()
@@ -78,7 +79,11 @@ class JobQueue:
 def _register(name: str) -> None:
     handler = HANDLERS[name]
 
-    @app.task(name=name)
+    # A dependency that is down (the database before the claim, the store while validating)
+    # retries the task with backoff instead of dropping it; the row decides what it then does.
+    @app.task(
+        name=name, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=60
+    )
     def task(record_id: str) -> str:
         return handler(default_resources(), record_id)
 

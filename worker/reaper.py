@@ -14,12 +14,10 @@ from sqlalchemy import or_, select
 
 from core import outbox
 from core.dispatch import RUN_JOB, Dispatcher
-from core.job_state import fail, set_status
+from core.job_state import MAX_ATTEMPTS, fail, set_status
 from core.outbox import Due
 from core.tables import Job, utcnow
 from worker.resources import Resources
-
-MAX_ATTEMPTS = 3
 
 
 def reap(resources: Resources) -> list[str]:

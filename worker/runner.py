@@ -21,6 +21,8 @@ import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from compression import compress, load_dataset, load_model
 from compression.data import Dataset, fit_to_model
@@ -30,6 +32,7 @@ from compression.pipeline import Result
 from compression.report import relevance_samples, render_report
 from core.ids import new_id
 from core.job_state import (
+    MAX_ATTEMPTS,
     TERMINAL,
     AttemptSuperseded,
     append_event,
@@ -38,6 +41,7 @@ from core.job_state import (
     locked_job,
     set_status,
 )
+from core.storage import StorageUnavailable
 from core.tables import Artifact, DatasetRecord, Job, ModelRecord, utcnow
 from jobspec import Spec
 from worker.job_progress import Heartbeat, JobProgress, heartbeat_interval
@@ -45,6 +49,8 @@ from worker.mlflow_logging import log_job
 from worker.resources import Resources, fetch
 
 log = logging.getLogger("worker.runner")
+TRANSIENT = (StorageUnavailable, OperationalError, InterfaceError, PoolTimeout)
+"""Errors of the service's own dependencies: the attempt is retried, the job is not failed."""
 
 CONTENT_TYPES = {
     "model.xaic": "application/octet-stream",
@@ -73,6 +79,8 @@ def run_job(resources: Resources, job_id: str) -> str:
             metrics = _execute(resources, job_id, Path(workdir), progress)
     except AttemptSuperseded:
         return _superseded(job_id, attempt)
+    except TRANSIENT as exc:
+        return _requeue(resources, job_id, attempt, exc)
     except Cancelled:
         return _end(resources, job_id, attempt, "cancelled")
     except CompressionError as exc:
@@ -93,6 +101,26 @@ def run_job(resources: Resources, job_id: str) -> str:
     except AttemptSuperseded:
         return _superseded(job_id, attempt)
     return "succeeded"
+
+
+def _requeue(resources: Resources, job_id: str, attempt: int, exc: Exception) -> str:
+    """A dependency failed (storage, the database), not the job: give the job back to the
+    queue for another attempt (the outbox sweeper dispatches it), or fail it once the attempts
+    are spent. If the database is still away this write fails too, and the task is retried."""
+    log.warning("attempt %d of %s met an unavailable dependency: %s", attempt, job_id, exc)
+    dependency = "storage" if isinstance(exc, StorageUnavailable) else "database"
+    try:
+        with resources.sessionmaker() as session, session.begin():
+            job = attempt_row(session, job_id, attempt)
+            if job.attempts >= MAX_ATTEMPTS:
+                message = f"The service's {dependency} was unavailable in {job.attempts} attempts."
+                fail(session, job, f"{dependency}_unavailable", message)
+                return "failed"
+            set_status(session, job, "queued", reason=f"the {dependency} was unavailable; retrying")
+            job.dispatched_at = None  # due for the outbox sweeper
+    except AttemptSuperseded:
+        return _superseded(job_id, attempt)
+    return "requeued"
 
 
 def _superseded(job_id: str, attempt: int) -> str:

@@ -1,5 +1,7 @@
 """Every write of an attempt is fenced by its attempt number; a cancel sees the row as it is
-after the lock; the heartbeat survives the database going away. Real Postgres throughout."""
+after the lock; the heartbeat survives the database going away; a store that fails while
+artifacts are written gives the attempt back instead of failing the job. Real Postgres and a
+real directory throughout."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from core.job_state import AttemptSuperseded, locked_job, request_cancel
 from core.settings import Settings
+from core.storage import StorageUnavailable
 from core.tables import (
     Artifact,
     DatasetRecord,
@@ -160,3 +163,28 @@ def test_the_heartbeat_survives_the_database_going_away(
     finally:
         proxy.close()
         flaky.close()
+
+
+def test_a_store_failing_while_artifacts_are_written_retries_the_attempt(
+    resources: Resources, tmp_path: Path
+) -> None:
+    root = resources.settings.resolved_storage_path
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("not a directory")  # the store's mount is gone
+    artifact = tmp_path / "model.xaic"
+    for attempt in (1, 2, 3):
+        assert runner._claim(resources, "job_1") == attempt
+        artifact.write_bytes(b"bytes")
+        with pytest.raises(StorageUnavailable) as failure:
+            runner._store_artifact(resources, "job_1", attempt, artifact)
+        outcome = runner._requeue(resources, "job_1", attempt, failure.value)
+        with resources.sessionmaker() as session:
+            job = session.get(Job, "job_1")
+            assert session.scalar(select(func.count()).select_from(Artifact)) == 0  # no half
+            if attempt < 3:
+                assert (outcome, job.status, job.dispatched_at) == ("requeued", "queued", None)
+            else:
+                assert (outcome, job.status, job.error_code) == (
+                    "failed", "failed", "storage_unavailable"
+                )  # fmt: skip
+    assert _deliveries(resources) == ["job.failed"]
