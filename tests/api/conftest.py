@@ -23,6 +23,7 @@ def settings(clean_postgres: str, tmp_path: Path) -> Settings:
         database_url=clean_postgres,
         redis_url=None,
         data_dir=tmp_path / "data",
+        upload_temp_dir=tmp_path / "incoming",
         storage_backend="local",
         max_model_bytes=5 * 1024**2,
         max_dataset_bytes=5 * 1024**2,

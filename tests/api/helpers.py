@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -31,6 +32,12 @@ def wait_for(client: TestClient, path: str, done: set[str], timeout: float = 120
             return body
         time.sleep(0.1)
     raise AssertionError(f"{path} did not reach {done}: {body}")
+
+
+def leftover_files(client: TestClient, scratch: Path) -> list[Path]:
+    """Files left in the test's temporary folder and in the app's upload folder."""
+    folders = (scratch, client.app.state.incoming_dir)
+    return [path for folder in folders for path in folder.rglob("*") if path.is_file()]
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from core.tables import DatasetRecord, Job, ModelRecord
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, leftover_files
 
 BOUNDARY = "xai-test-boundary"
 
@@ -39,7 +39,7 @@ def assert_nothing_left(client: TestClient, scratch: Path) -> None:
             assert session.scalar(select(func.count()).select_from(table)) == 0, table
     storage = client.app.state.settings.resolved_storage_path
     assert not storage.exists() or not [p for p in storage.rglob("*") if p.is_file()]
-    assert list(scratch.iterdir()) == []
+    assert leftover_files(client, scratch) == []
 
 
 def part(name: str, content: bytes, filename: bytes | None = None, extra: bytes = b"") -> bytes:

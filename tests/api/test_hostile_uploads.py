@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import settle, upload
+from tests.api.helpers import leftover_files, settle, upload
 from tests.hostile.conftest import corpus, marker
 from worker.in_process import InProcessDispatcher
 
@@ -38,4 +38,4 @@ def test_hostile_upload_ends_invalid_with_its_code_and_leaves_nothing(
     assert not marker().exists(), "a payload ran"
     storage = client.app.state.settings.resolved_storage_path
     assert not storage.exists() or not [p for p in storage.rglob("*") if p.is_file()]
-    assert list(scratch_tmp.iterdir()) == []
+    assert leftover_files(client, scratch_tmp) == []
