@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     database_statement_timeout_seconds: float = Field(
         60.0, gt=0, description="Postgres cancels a statement (or lock wait) running this long."
     )
+    database_retry_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="A worker waits this long for the database to come back before it gives a "
+        "result up (the job's terminal write, an artifact's record).",
+    )
     redis_url: str | None = Field(
         None, description="Celery broker; unset means the in-process (embedded) worker."
     )

@@ -13,6 +13,8 @@ import json
 import logging
 import socket
 import tempfile
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from safetensors.torch import save_file
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 
 from compression import compress, load_dataset, load_model
 from compression.data import Dataset, fit_to_model
@@ -49,7 +52,8 @@ from worker.mlflow_logging import log_job
 from worker.resources import Resources, fetch
 
 log = logging.getLogger("worker.runner")
-TRANSIENT = (StorageUnavailable, OperationalError, InterfaceError, PoolTimeout)
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+TRANSIENT = (StorageUnavailable, *DATABASE_DOWN)
 """Errors of the service's own dependencies: the attempt is retried, the job is not failed."""
 
 CONTENT_TYPES = {
@@ -78,7 +82,8 @@ def run_job(resources: Resources, job_id: str) -> str:
         ):
             metrics = _execute(resources, job_id, Path(workdir), progress)
     except AttemptSuperseded:
-        return _superseded(job_id, attempt)
+        log.warning("attempt %d of %s was superseded; it stopped", attempt, job_id)
+        return "superseded"
     except TRANSIENT as exc:
         return _requeue(resources, job_id, attempt, exc)
     except Cancelled:
@@ -93,39 +98,55 @@ def run_job(resources: Resources, job_id: str) -> str:
         log.exception("job %s failed unexpectedly", job_id)
         message = f"The job failed unexpectedly ({type(exc).__name__}); the worker log has details."
         return _end(resources, job_id, attempt, "failed", "internal_error", message)
-    try:
-        with resources.sessionmaker() as session, session.begin():
-            job = attempt_row(session, job_id, attempt)
-            job.metrics, job.progress, job.stage = metrics, 1.0, None
-            set_status(session, job, "succeeded")  # its webhook deliveries go out with the sender
-    except AttemptSuperseded:
-        return _superseded(job_id, attempt)
-    return "succeeded"
+
+    def succeed(session: Session, job: Job) -> str:
+        job.metrics, job.progress, job.stage = metrics, 1.0, None
+        set_status(session, job, "succeeded")  # its webhook deliveries go out with the sender
+        return "succeeded"
+
+    return _fenced_write(resources, job_id, attempt, succeed)
+
+
+def _fenced_write(
+    resources: Resources, job_id: str, attempt: int, write: Callable[[Session, Job], str]
+) -> str:
+    """Run ``write`` on the job's locked row if ``attempt`` still owns it ("superseded" if
+    not), in one transaction; a database that is away is waited for, up to
+    ``database_retry_seconds``, so a short outage at the end of a long job costs nothing."""
+    deadline = time.monotonic() + resources.settings.database_retry_seconds
+    delay = 0.5
+    while True:
+        try:
+            with resources.sessionmaker() as session, session.begin():
+                return write(session, attempt_row(session, job_id, attempt))
+        except AttemptSuperseded:
+            log.warning("attempt %d of %s was superseded; nothing recorded", attempt, job_id)
+            return "superseded"
+        except DATABASE_DOWN as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("recording %s waits for the database: %s", job_id, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _requeue(resources: Resources, job_id: str, attempt: int, exc: Exception) -> str:
     """A dependency failed (storage, the database), not the job: give the job back to the
     queue for another attempt (the outbox sweeper dispatches it), or fail it once the attempts
-    are spent. If the database is still away this write fails too, and the task is retried."""
+    are spent."""
     log.warning("attempt %d of %s met an unavailable dependency: %s", attempt, job_id, exc)
     dependency = "storage" if isinstance(exc, StorageUnavailable) else "database"
-    try:
-        with resources.sessionmaker() as session, session.begin():
-            job = attempt_row(session, job_id, attempt)
-            if job.attempts >= MAX_ATTEMPTS:
-                message = f"The service's {dependency} was unavailable in {job.attempts} attempts."
-                fail(session, job, f"{dependency}_unavailable", message)
-                return "failed"
-            set_status(session, job, "queued", reason=f"the {dependency} was unavailable; retrying")
-            job.dispatched_at = None  # due for the outbox sweeper
-    except AttemptSuperseded:
-        return _superseded(job_id, attempt)
-    return "requeued"
 
+    def requeue(session: Session, job: Job) -> str:
+        if job.attempts >= MAX_ATTEMPTS:
+            message = f"The service's {dependency} was unavailable in {job.attempts} attempts."
+            fail(session, job, f"{dependency}_unavailable", message)
+            return "failed"
+        set_status(session, job, "queued", reason=f"the {dependency} was unavailable; retrying")
+        job.dispatched_at = None  # due for the outbox sweeper
+        return "requeued"
 
-def _superseded(job_id: str, attempt: int) -> str:
-    log.warning("attempt %d of %s was superseded; nothing of it is recorded", attempt, job_id)
-    return "superseded"
+    return _fenced_write(resources, job_id, attempt, requeue)
 
 
 def _claim(resources: Resources, job_id: str) -> int | None:
@@ -152,16 +173,15 @@ def _end(
     resources: Resources, job_id: str, attempt: int, status: str, code: str = "", message: str = ""
 ) -> str:
     """The attempt's terminal write, if the attempt still owns the job."""
-    try:
-        with resources.sessionmaker() as session, session.begin():
-            job = attempt_row(session, job_id, attempt)
-            if status == "failed":
-                fail(session, job, code, message)
-            else:
-                set_status(session, job, status)
-    except AttemptSuperseded:
-        return _superseded(job_id, attempt)
-    return status
+
+    def end(session: Session, job: Job) -> str:
+        if status == "failed":
+            fail(session, job, code, message)
+        else:
+            set_status(session, job, status)
+        return status
+
+    return _fenced_write(resources, job_id, attempt, end)
 
 
 def _execute(
@@ -275,31 +295,38 @@ def _store_artifact(resources: Resources, job_id: str, attempt: int, path: Path)
         project_id = session.get(Job, job_id).project_id
     key = f"projects/{project_id}/jobs/{job_id}/attempt-{attempt}/{path.name}"
     resources.storage.put_file(key, path)
-    replaced = None
+    replaced: list[str] = []
+
+    def record(session: Session, job: Job) -> str:
+        existing = session.scalar(
+            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == path.name)
+        )
+        if existing is not None:  # a retried job replaces what an earlier attempt stored
+            replaced.append(existing.storage_key)
+            session.delete(existing)
+            session.flush()
+        session.add(
+            Artifact(
+                id=new_id("artifact"),
+                job_id=job_id,
+                name=path.name,
+                storage_key=key,
+                content_type=CONTENT_TYPES[path.name],
+                size_bytes=size,
+                sha256=digest.hexdigest(),
+            )
+        )
+        append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})
+        return "stored"
+
     try:
-        with resources.sessionmaker() as session, session.begin():
-            job = attempt_row(session, job_id, attempt)
-            existing = session.scalar(
-                select(Artifact).where(Artifact.job_id == job_id, Artifact.name == path.name)
-            )
-            if existing is not None:  # a retried job replaces what an earlier attempt stored
-                replaced = existing.storage_key
-                session.delete(existing)
-                session.flush()
-            session.add(
-                Artifact(
-                    id=new_id("artifact"),
-                    job_id=job_id,
-                    name=path.name,
-                    storage_key=key,
-                    content_type=CONTENT_TYPES[path.name],
-                    size_bytes=size,
-                    sha256=digest.hexdigest(),
-                )
-            )
-            append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})
+        outcome = _fenced_write(resources, job_id, attempt, record)
     except BaseException:
         resources.storage.delete(key)  # no object without its record
         raise
-    if replaced and replaced != key:
-        resources.storage.delete(replaced)
+    if outcome == "superseded":
+        resources.storage.delete(key)
+        raise AttemptSuperseded(job_id, attempt)
+    for old_key in replaced:
+        if old_key != key:
+            resources.storage.delete(old_key)

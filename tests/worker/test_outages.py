@@ -1,6 +1,7 @@
 """Faults with real processes: a throwaway Redis (the broker) stopped while work is created,
-a Celery job worker, the housekeeping worker with beat. Nothing is lost, nothing needs a hand:
-the end state is read from the database and from storage."""
+Postgres cut off behind a proxy while a job runs, a Celery job worker, the housekeeping worker
+with beat. Nothing is lost, nothing needs a hand: the end state is read from the database and
+from storage."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
 from api.main import create_app
 from core.keys import create_key, create_project
@@ -18,6 +20,7 @@ from core.settings import Settings
 from core.tables import Artifact, Job
 from tests.api.helpers import upload, wait_for
 from tests.worker.processes import CeleryProcess, RedisServer, service_env
+from tests.worker.tcp_proxy import TcpProxy
 
 SPEC = {
     "steps": [{"type": "prune_filters", "ratio": 0.5}],
@@ -106,3 +109,50 @@ def test_work_created_while_the_broker_is_down_runs_once_it_is_back(
     assert "model.onnx" in {Path(key).name for key in keys}
     for key in keys:
         assert (settings.resolved_storage_path / key).is_file()
+
+
+@pytest.mark.slow
+def test_a_database_outage_mid_job_is_ridden_out(
+    clean_postgres: str, tmp_path: Path, broker: RedisServer, digits_model_pt2: bytes,
+    digits_npz: bytes,
+) -> None:  # fmt: skip
+    """The worker and the API reach Postgres through a proxy that is cut for 8 s while the job
+    runs: the API answers 503 meanwhile, the job's heartbeat and progress ride it out, and the
+    job finishes on its first attempt."""
+    url = make_url(clean_postgres)
+    proxy = TcpProxy((url.host, url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    run = secrets.token_hex(4)
+    settings = Settings(
+        queue_name=f"compress-{run}", housekeeping_queue=f"housekeeping-{run}",
+        database_url=through, redis_url=broker.url, data_dir=tmp_path / "data",
+        storage_path=tmp_path / "objects", database_connect_timeout_seconds=2,
+    )  # fmt: skip
+    worker = CeleryProcess.job_worker(service_env(settings, broker.url), tmp_path / "jobs.log")
+    try:
+        with TestClient(create_app(settings)) as client:
+            with client.app.state.sessionmaker() as session, session.begin():
+                key = create_key(session, create_project(session, "db-outage")).key
+            client.headers["Authorization"] = f"Bearer {key}"
+            model = upload(client, "models", digits_model_pt2, "digits.pt2")["id"]
+            dataset = upload(client, "datasets", digits_npz, "digits.npz")["id"]
+            wait_for(client, f"/v1/datasets/{dataset}", {"ready"}, timeout=120)
+            wait_for(client, f"/v1/models/{model}", {"ready"}, timeout=120)
+            body = {"model_id": model, "dataset_id": dataset, **SPEC}
+            job_id = client.post("/v1/jobs", json=body).json()["id"]
+            wait_for(client, f"/v1/jobs/{job_id}", {"running"}, timeout=120)
+
+            proxy.cut()
+            started = time.monotonic()
+            response = client.get(f"/v1/jobs/{job_id}")
+            assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
+            assert time.monotonic() - started < 1.5
+            time.sleep(8)
+            proxy.restore()
+
+            done = wait_for(client, f"/v1/jobs/{job_id}", {"succeeded", "failed"}, timeout=300)
+            assert done["status"] == "succeeded", done["error"]
+            assert done["attempts"] == 1
+    finally:
+        worker.stop()
+        proxy.close()
