@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install run test test-slow lint audit bench bench-quick clean
+.PHONY: install run test test-slow lint audit bench bench-quick bench-api clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.report --quick
+
+bench-api: install  # the API under 10/30/50/100 pollers; distributed needs Postgres and Redis
+	$(BIN)/python -m benchmarks.api_load
+	$(BIN)/python -m benchmarks.api_load --mode distributed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -318,10 +318,50 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 COLUMNS = [
     ("label", "code"), ("mode", "mode"), ("pollers", "pollers"), ("requests", "requests"),
     ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
-    ("errors", "errors"), ("server_cpu_share", "server CPU (cores)"),
+    ("errors", "errors"), ("server_cpu_ms_per_request", "server CPU ms/req"),
+    ("server_cpu_share", "server CPU (cores)"),
     ("client_cpu_share", "client CPU (cores)"), ("server_rss_mib", "server RSS MiB"),
     ("worker_writes", "worker writes"), ("worker_write_errors", "failed writes"),
 ]  # fmt: skip
+
+
+def _cpu_per_request(row: dict[str, Any]) -> float | None:
+    """Server CPU milliseconds per answered request: what a request costs, whatever share of
+    the machine the server got."""
+    if not row["ok"]:
+        return None
+    return round(1000 * row["server_cpu_share"] * row["seconds"] / row["ok"], 1)
+
+
+def _comparison(runs: list[dict[str, Any]]) -> list[str]:
+    """The latest run of each code side by side, per mode and number of pollers."""
+    latest = {(run_["rows"][0]["label"], run_["rows"][0]["mode"]): run_ for run_ in runs}
+    lines = ["## Side by side (latest run of each code)", ""]
+    for mode in sorted({mode for _, mode in latest}):
+        labels = [label for label, m in latest if m == mode]
+        lines += [
+            f"{mode}: "
+            + " vs ".join(f"**{label}**" for label in labels)
+            + " (each cell: req/s, p50 / p99 ms, errors, server CPU ms/req)",
+            "",
+            "| pollers | " + " | ".join(labels) + " |",
+            "|---|" + "---|" * len(labels),
+        ]
+        pollers = sorted(
+            {row["pollers"] for label in labels for row in latest[label, mode]["rows"]}
+        )
+        for count in pollers:
+            cells = []
+            for label in labels:
+                row = next((r for r in latest[label, mode]["rows"] if r["pollers"] == count), None)
+                cells.append(
+                    "-" if row is None
+                    else f"{row['rps']}, {row['p50_ms']} / {row['p99_ms']}, {row['errors']}, "
+                    f"{_cpu_per_request(row)}"
+                )  # fmt: skip
+            lines.append(f"| {count} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def write_results(rows: list[dict[str, Any]]) -> None:
@@ -339,9 +379,11 @@ def write_results(rows: list[dict[str, Any]]) -> None:
         "`GET /v1/jobs/{id}` with a pause between its requests while a stand-in worker writes "
         "the job's progress; server and load generator share the machine's cores (other work "
         "ran on it too), so these are lower bounds. Errors: non-200 answers, transport errors, "
-        "and requests still unanswered 10 s after the level ended.",
+        'and requests still unanswered 10 s after the level ended. "server CPU (cores)" is the '
+        'share of a core the server got; "server CPU ms/req" what one answered request cost.',
         "",
     ]
+    lines += _comparison(runs)
     for run_ in runs:
         first = run_["rows"][0]
         lines += [
@@ -352,6 +394,7 @@ def write_results(rows: list[dict[str, Any]]) -> None:
             "|" + "---|" * (len(COLUMNS) + 1),
         ]
         for row in run_["rows"]:
+            row = {**row, "server_cpu_ms_per_request": _cpu_per_request(row)}
             kinds = ", ".join(f"{k}: {v}" for k, v in row["error_kinds"].items()) or "-"
             cells = [str(row.get(key, "-")) for key, _ in COLUMNS] + [kinds]
             lines.append("| " + " | ".join(cells) + " |")
