@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import incoming, telemetry
 from api.body_limit import BodyLimit
+from api.dashboard import mount as mount_dashboard
 from api.event_wakeups import EventWakeups
 from api.incoming import incoming_dir
 from api.problem_details import install_handlers
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         webhooks.router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
+    mount_dashboard(app)
     return app
 
 
