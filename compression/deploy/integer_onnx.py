@@ -29,7 +29,14 @@ import torch
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 from torch import nn
 
-from compression.deploy.onnx_decoders import DOMAIN, OPSET, Decoder, function_protos
+from compression.deploy.compact_names import compact_names
+from compression.deploy.onnx_decoders import (
+    DOMAIN,
+    FUNCTIONS,
+    OPSET,
+    Decoder,
+    function_protos,
+)
 from compression.encoding import LayerEncoding, QuantizedWeights, SharedWeights
 from compression.errors import ExportFailed
 from compression.io.export import export_program
@@ -45,7 +52,8 @@ class IntegerLayer:
     kind: str
     """quantized, shared or dense (pruned float32)."""
     form: str
-    """dense (every weight coded) or sparse (kept weights + positions)."""
+    """dense (every weight coded), sparse (kept weights + positions, placed by the function
+    ``scatter_gaps``) or sparse_inline (positions and a value per gap code, placed inline)."""
     storage: tuple[str, ...]
     """How each stream is held: uint4, int8, bits3 (bit-packed), float32."""
     bytes: int
@@ -86,6 +94,7 @@ def strip_metadata(model: ModelProto) -> None:
     None of it changes what the model computes; on a small model it is a fifth of the file."""
     graph = model.graph
     del model.metadata_props[:]
+    del graph.metadata_props[:]  # the exported program's signature, as text
     del graph.value_info[:]
     graph.doc_string = model.doc_string = ""
     for value in [*graph.input, *graph.output]:
@@ -137,11 +146,42 @@ def integer_onnx(
     weight_decode: WeightDecode = "cast",
 ) -> tuple[ModelProto, IntegerOnnxReport]:
     """Rewrite ``fp32`` (exported from ``module``) so every layer with an encoding or a mask
-    is stored by its codes; proves each decoded weight equals the torch weight."""
+    is stored by its codes; proves each decoded weight equals the torch weight. Values are
+    renamed short (``compact_names``); the graph's inputs and outputs keep their names."""
+    initializers = {init.name: init for init in fp32.graph.initializer}
+    # Layer by layer the smallest form is kept; a model-local function is paid once per
+    # model, so the choice is made twice (functions charged to the first layer that uses
+    # them, and functions taken as paid) and the smaller model is kept.
+    model, replaced, report = min(
+        (
+            _rewrite(fp32, module, encodings, masks, weight_decode, initializers, prepaid)
+            for prepaid in (frozenset(), frozenset(FUNCTIONS))
+        ),
+        key=lambda rewrite: rewrite[0].ByteSize(),
+    )
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ExportFailed(f"the integer ONNX model is not valid ONNX: {exc}") from exc
+    _check_weights(model, replaced, initializers)
+    compact_names(model)
+    return model, report
+
+
+def _rewrite(
+    fp32: ModelProto,
+    module: nn.Module,
+    encodings: Mapping[str, LayerEncoding],
+    masks: Mapping[str, torch.Tensor],
+    weight_decode: WeightDecode,
+    initializers: Mapping[str, TensorProto],
+    prepaid: frozenset[str],
+) -> tuple[ModelProto, dict[str, str], IntegerOnnxReport]:
+    """The model with each layer in its smallest form, costing the functions in ``prepaid``
+    as already present; also the replaced initializers (layer -> name) and the report."""
     model = ModelProto()
     model.CopyFrom(fp32)
     graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
     functions: set[str] = set()
     decoders, layers, float_layers, replaced = [], {}, [], {}
     wanted = set(encodings) | set(masks)
@@ -152,15 +192,16 @@ def integer_onnx(
             float_layers.append(name)
             continue
         layer = _LayerCodes(weight, encodings.get(name), masks.get(name), weight_decode)
+        present = functions | prepaid
         candidates = [
-            build(Decoder(f"{name}", set(functions)), target.name) for build in layer.builders()
+            build(Decoder(f"{name}", set(present)), target.name) for build in layer.builders()
         ]
-        sizes = [_size(decoder, functions) for decoder in candidates]
+        sizes = [_size(decoder, present) for decoder in candidates]
         best = min(range(len(candidates)), key=sizes.__getitem__)
         if sizes[best] >= target.ByteSize():  # the float32 initializer is smaller
             continue
         decoder = candidates[best]
-        functions |= decoder.functions
+        functions |= {node.op_type for node in decoder.nodes if node.domain == DOMAIN}
         decoders.append(decoder)
         replaced[name] = target.name
         layers[name] = IntegerLayer(
@@ -175,12 +216,7 @@ def integer_onnx(
     if functions:
         model.opset_import.append(helper.make_opsetid(DOMAIN, 1))
         model.functions.extend(function_protos(functions))
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise ExportFailed(f"the integer ONNX model is not valid ONNX: {exc}") from exc
-    _check_weights(model, replaced, initializers)
-    return model, IntegerOnnxReport(layers, float_layers, weight_decode)
+    return model, replaced, IntegerOnnxReport(layers, float_layers, weight_decode)
 
 
 def _size(decoder: Decoder, present: set[str]) -> int:
@@ -232,8 +268,8 @@ class _LayerCodes:
             builders.append(self._dense)
             self.forms.append("dense")
         if self.keep is not None:
-            builders.append(self._sparse)
-            self.forms.append("sparse")
+            builders += [self._sparse, self._sparse_inline]
+            self.forms += ["sparse", "sparse_inline"]
         return builders
 
     # --- dense: every weight coded ---------------------------------------------------------
@@ -263,7 +299,7 @@ class _LayerCodes:
         if not keep.any():  # everything pruned
             decoder.op("ConstantOfShape", [decoder.int64s(self.shape)], output)
             return decoder
-        gaps, step = decoder.gaps(np.flatnonzero(keep))
+        gaps, step, _ = decoder.gaps(np.flatnonzero(keep))
         if isinstance(self.encoding, QuantizedWeights):
             values = self.encoding.values.reshape(-1).cpu().numpy()[keep]
             codes, _ = decoder.signed(values, self.encoding.bits, [values.size])
@@ -281,6 +317,60 @@ class _LayerCodes:
             self._scale(decoder, levels, TensorProto.FLOAT, output)
         else:
             decoder.op("scatter_gaps", arguments, output)
+        return decoder
+
+    def _sparse_inline(self, decoder: Decoder, output: str) -> Decoder:
+        """Positions decoded inline (no function); the value stream has an entry per gap
+        code, a filler's being a zero (a zero level, or the codebook's zero entry, else any
+        index masked by ``Where``), so the values line up with the positions."""
+        assert self.keep is not None
+        keep = self.keep
+        if not keep.any():
+            return self._sparse(decoder, output)
+        codebook = zero = None
+        if isinstance(self.encoding, QuantizedWeights):
+            value_bits = self.encoding.bits
+        elif isinstance(self.encoding, SharedWeights):
+            codebook = self.encoding.codebook.detach().cpu().to(torch.float32).numpy()
+            zero, value_bits = zero_index(self.encoding.codebook), index_bits(codebook.size)
+        else:
+            value_bits = 32
+
+        def value_bytes(count: int) -> int:
+            return 4 * count if value_bits == 32 else decoder.stream_bytes(count, value_bits)
+
+        gaps, step, codes = decoder.gaps(np.flatnonzero(keep), value_bytes)
+        slots = codes != 0
+        origin = decoder.int64(0)
+        filler = decoder.op("Equal", [gaps, origin])
+        advance = decoder.op("Where", [filler, decoder.int64(step), gaps])
+        ends = decoder.op("CumSum", [advance, origin])
+        positions = decoder.op("Sub", [ends, decoder.int64(1)])
+        if isinstance(self.encoding, QuantizedWeights):
+            aligned = np.zeros(codes.size, dtype=np.int64)
+            aligned[slots] = self.encoding.values.reshape(-1).cpu().numpy()[keep]
+            levels, _ = decoder.signed(aligned, value_bits, [codes.size])
+            values = decoder.op("Cast", [levels], to=TensorProto.FLOAT)
+        elif codebook is not None:
+            assert isinstance(self.encoding, SharedWeights)
+            aligned = np.full(codes.size, zero or 0, dtype=np.int64)
+            aligned[slots] = self.encoding.indices.reshape(-1).cpu().numpy()[keep]
+            indices = decoder.codes(aligned, value_bits)
+            values = decoder.op("Gather", [decoder.floats(codebook), indices])
+            if zero is None:
+                nothing = decoder.tensor(TensorProto.FLOAT, [], np.float32(0).tobytes())
+                values = decoder.op("Where", [filler, nothing, values])
+        else:
+            aligned = np.zeros(codes.size, dtype=np.float32)
+            aligned[slots] = self.weight.reshape(-1)[keep]
+            values = decoder.floats(aligned)
+        zeros = decoder.op("ConstantOfShape", [decoder.int64s([self.weight.size])])
+        flat = decoder.op("ScatterElements", [zeros, positions, values], axis=0)
+        if isinstance(self.encoding, QuantizedWeights):
+            levels = decoder.op("Reshape", [flat, decoder.int64s(self.shape)])
+            self._scale(decoder, levels, TensorProto.FLOAT, output)
+        else:
+            decoder.op("Reshape", [flat, decoder.int64s(self.shape)], output)
         return decoder
 
     def _scale(self, decoder: Decoder, levels: str, dtype: int, output: str) -> None:

@@ -14,8 +14,10 @@ only the codes. Pieces:
   ResNet-20; benchmarks/results/deployable_onnx.md);
 - codebook layers: ``Gather(codebook, indices)``;
 - sparse layers: gap codes (the packed format's relative index) turned into positions by
-  ``CumSum`` and ``Compress``, and the kept values placed by ``ScatterElements`` in the
-  model-local function ``scatter_gaps``.
+  ``CumSum``, and the kept values placed by ``ScatterElements``: either in the model-local
+  function ``scatter_gaps`` (fillers carry no value; about 550 bytes once per model), or
+  inline with a value stream aligned to the gap codes (a filler's value is a zero, as in Deep
+  Compression: a few more codes, eleven fewer nodes), whichever is smaller for the layer.
 
 Model-local functions are standard ONNX (IR 8+); onnxruntime inlines them. They live in the
 domain ``DOMAIN`` so they cannot clash with operators.
@@ -24,7 +26,7 @@ domain ``DOMAIN`` so they cannot clash with operators.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,15 +219,26 @@ class Decoder:
         codes = self.codes(values.reshape(-1) + level, bits, dims)
         return self.op("Sub", [codes, self.int64(level)]), TensorProto.INT64
 
-    def gaps(self, positions: np.ndarray) -> tuple[str, int]:
-        """The relative index of ``positions`` at its cheapest width: (int64 codes, step)."""
+    def stream_bytes(self, count: int, bits: int) -> int:
+        """What ``codes`` or ``signed`` would take for ``count`` codes of ``bits`` bits."""
+        native = native_bytes(count, bits)
+        return native if _native_width(bits) == bits else min(native, self.packed_cost(count, bits))
+
+    def gaps(
+        self, positions: np.ndarray, aligned_values: Callable[[int], int] | None = None
+    ) -> tuple[str, int, np.ndarray]:
+        """The relative index of ``positions`` at its cheapest width: (int64 codes, step,
+        the codes as numbers). With ``aligned_values`` (the bytes of a value stream with one
+        entry per code, fillers included) the width minimizes both streams together."""
         costs = {}
         for bits in range(1, MAX_GAP_BITS + 1):
             count = gap_count(positions, bits)
-            native = native_bytes(count, bits)
-            costs[bits] = min(native, self.packed_cost(count, bits))
+            costs[bits] = self.stream_bytes(count, bits)
+            if aligned_values is not None:
+                costs[bits] += aligned_values(count)
         bits = min(costs, key=lambda b: (costs[b], b))
-        return self.codes(encode_gaps(positions, bits), bits), filler_step(bits)
+        codes = encode_gaps(positions, bits)
+        return self.codes(codes, bits), filler_step(bits), codes
 
 
 def native_bytes(count: int, bits: int) -> int:

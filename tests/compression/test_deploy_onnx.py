@@ -179,6 +179,57 @@ def test_pruned_layers_sparse_dense_and_empty() -> None:
         assert _close(_run(integer, x), model(x).numpy())
 
 
+class Deep(nn.Module):
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(256, 256) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x).relu()
+        return x
+
+
+@pytest.mark.parametrize(
+    ("depth", "kept", "form"), [(1, 0.02, "sparse_inline"), (4, 0.05, "sparse")]
+)
+def test_sparse_layers_take_the_smaller_decoder_for_the_whole_model(
+    depth: int, kept: float, form: str
+) -> None:
+    """One sparse layer with few kept weights is decoded inline (a zero value per filler);
+    with four, the function ``scatter_gaps`` (about 550 bytes, paid once) costs less than
+    the fillers' values."""
+    torch.manual_seed(depth)
+    model = Deep(depth).eval()
+    encodings, masks = {}, {}
+    for index, layer in enumerate(model.layers):
+        mask = torch.rand(layer.weight.shape) < kept
+        levels = torch.randint(-7, 8, layer.weight.shape) * mask
+        encodings[f"layers.{index}"] = QuantizedWeights(4, torch.rand(256) * 0.01 + 0.001, levels)
+        masks[f"layers.{index}"] = mask
+        with torch.no_grad():
+            layer.weight.copy_(encodings[f"layers.{index}"].dequantize())
+    fp32 = export_fp32(model, torch.rand(2, 256))
+    integer, report = integer_onnx(fp32, model, encodings, masks)
+    assert {layer.form for layer in report.layers.values()} == {form}
+    assert ("scatter_gaps" in {f.name for f in integer.functions}) == (form == "sparse")
+    x = torch.rand(5, 256)
+    with torch.no_grad():
+        assert _close(_run(integer, x), model(x).numpy())
+
+
+def test_values_get_short_names_and_the_interface_keeps_its_own(compressed) -> None:
+    model, encodings, masks, fp32 = compressed
+    integer, _ = integer_onnx(fp32, model, encodings, masks)
+    graph = integer.graph
+    interface = [value.name for value in [*graph.input, *graph.output]]
+    assert interface == [value.name for value in [*fp32.graph.input, *fp32.graph.output]]
+    values = {name for node in graph.node for name in [*node.input, *node.output]}
+    values |= {initializer.name for initializer in graph.initializer}
+    assert all(len(name) <= 2 for name in values - set(interface)), values
+    assert not graph.metadata_props  # the exporter's program signature is dropped
+
+
 def test_a_weight_that_differs_from_its_codes_is_refused(compressed) -> None:
     model, encodings, masks, fp32 = compressed
     wrong = QuantizedWeights(4, encodings["fc1"].scales * 2, encodings["fc1"].values)
