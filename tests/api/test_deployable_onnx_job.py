@@ -26,9 +26,13 @@ STEPS = [
     },
     {"type": "int8_runtime", "calibration_samples": 64},
 ]
-ONNX_OVERHEAD = 2500
-"""Bytes an ONNX graph takes beyond its codes here: the network's nodes, the decoders and
-the model-local functions (measured: about 1.5-2 KB)."""
+ONNX_OVERHEAD = 1600
+"""Bytes an ONNX graph takes beyond the plain packed file here: the network's nodes, the
+decoders and the model-local functions (measured: 1.3 KB; 12.2 KB against 10.9 KB plain).
+The entropy-coded ``.xaic`` is smaller still (8.1 KB): deflate/LZMA of the gap and index
+streams has no counterpart in standard ONNX that onnxruntime folds at load, so on this small
+model the ONNX file is not within 10% of the ``.xaic`` (benchmarks/results/deployable_onnx.md
+has the per-pipeline ratios)."""
 
 
 def _run(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -67,7 +71,7 @@ def test_a_prune_share_quantize_job_delivers_onnx_at_the_size_of_its_codes(
 
     # sizes: the ONNX file is its codes plus a bounded graph, far below float32
     onnx_bytes, plain = len(files["model.onnx"]), metrics["after"]["packed_plain_bytes"]
-    assert onnx_bytes <= plain + ONNX_OVERHEAD, (onnx_bytes, plain)
+    assert onnx_bytes <= plain + ONNX_OVERHEAD, (onnx_bytes, plain, len(files["model.xaic"]))
     assert onnx_bytes * 6 < len(files["model.fp32.onnx"])
     assert len(files["model.xaic"]) <= plain  # entropy coding never makes it bigger
     layers = metrics["export"]["onnx"]["layers"]
