@@ -14,7 +14,8 @@ Pipelines:
 - ResNet-20 (CIFAR shape, 3 x 32 x 32) on digits upsampled, for int8 speed: a model whose
   convolutions, not per-call overhead, set the latency.
 
-Run: ``python -m benchmarks.deployable_onnx`` (``--quick`` for one small pipeline).
+Run: ``python -m benchmarks.deployable_onnx`` (``--quick`` for one small pipeline,
+``--repeats`` for fewer timed runs). The results are written after every pipeline.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +125,7 @@ def theoretical_bytes(module: nn.Module, encodings: dict, masks: dict) -> float:
     return bits / 8
 
 
-def _latencies(folder: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def _latencies(folder: Path, input_shape: tuple[int, ...], repeats: int) -> dict[str, Any]:
     """fp32 vs delivered and fp32 vs int8, alternately timed, batch 1 and 32, 1 and all
     threads: medians and p10/p90 per file."""
     rows = {}
@@ -132,7 +134,7 @@ def _latencies(folder: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
             fp32 = session(folder / "model.fp32.onnx", threads)
             pairs = {
                 name: compare_ort_latency(
-                    fp32, session(folder / name, threads), input_shape, batch, threads, REPEATS
+                    fp32, session(folder / name, threads), input_shape, batch, threads, repeats
                 )
                 for name in ("model.onnx", "model.int8.onnx")
             }
@@ -142,7 +144,12 @@ def _latencies(folder: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
 
 
 def run_pipeline(
-    label: str, model: LoadedModel, train_set: Dataset, test_set: Dataset, steps: list
+    label: str,
+    model: LoadedModel,
+    train_set: Dataset,
+    test_set: Dataset,
+    steps: list,
+    repeats: int = REPEATS,
 ) -> dict[str, Any]:
     spec = Spec.model_validate({**FAST, "steps": [*steps, INT8]})
     with tempfile.TemporaryDirectory() as directory:
@@ -164,7 +171,7 @@ def run_pipeline(
         threads = all_threads()
         dq = compare_ort_latency(
             session(folder / "model.onnx", threads), session(folder / "model.dq.onnx", threads),
-            model.input_shape, 1, threads, REPEATS,
+            model.input_shape, 1, threads, repeats,
         ).as_dict()  # fmt: skip
         sizes = {path.name: path.stat().st_size for path in folder.iterdir()}
         metrics = result.metrics
@@ -179,7 +186,7 @@ def run_pipeline(
             "plain_xaic": report.total_bytes,
             "theoretical_bytes": theoretical_bytes(module, result.encodings, result.masks),
             "onnx_layers": metrics["onnx"]["layers"],
-            "latency": _latencies(folder, model.input_shape),
+            "latency": _latencies(folder, model.input_shape, repeats),
             "dequantize_linear_vs_cast": dq,
         }
     print(f"{label}: done", flush=True)
@@ -263,30 +270,34 @@ def _ratio(pair: dict) -> str:
     return f"{ratio:.2f}x" + ("" if pair["reduction"] is not None else " (spreads overlap)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one digits pipeline only")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    entries = []
+def _pipelines(quick: bool) -> Iterator[tuple[str, LoadedModel, Dataset, Dataset, list]]:
+    """(label, model, train, test, steps), the goal-bearing ones first (the first digits
+    pipeline, LeNet-5, ResNet-20), then the other digits pipelines."""
+    digits = list(DIGITS_PIPELINES.items())
     train_set, test_set = digits_splits(0)
     model = train("small_cnn", {}, train_set, 0)
-    for label, steps in DIGITS_PIPELINES.items():
-        entries.append(run_pipeline(f"digits CNN: {label}", model, train_set, test_set, steps))
-        if args.quick:
-            break
-    if not args.quick:
-        train_set, test_set = upsampled_digits(28, 1, 0)
-        torch.manual_seed(0)
-        lenet = LeNet5DeepCompression()
-        fit(lenet, train_set, epochs=15, lr=1e-3, seed=0)
-        model = LoadedModel(lenet, (1, 28, 28), 10, "benchmark:lenet5-deep-compression")
-        label = "LeNet-5 (431K) 28x28 digits: prune 97/90/80/50%, share k=16, fine-tune"
-        entries.append(run_pipeline(label, model, train_set, test_set, LENET_STEPS))
-        train_set, test_set = upsampled_digits(32, 3, 0)
-        model = train("resnet20", {}, train_set, 0, epochs=6, lr=1e-3)
-        label = "ResNet-20 3x32x32 digits: prune 25% filters, 8-bit, fine-tune"
-        entries.append(run_pipeline(label, model, train_set, test_set, RESNET_STEPS))
+    label, steps = digits[0]
+    yield f"digits CNN: {label}", model, train_set, test_set, steps
+    if quick:
+        return
+    lenet_train, lenet_test = upsampled_digits(28, 1, 0)
+    torch.manual_seed(0)
+    lenet = LeNet5DeepCompression()
+    fit(lenet, lenet_train, epochs=15, lr=1e-3, seed=0)
+    yield (
+        "LeNet-5 (431K) 28x28 digits: prune 97/90/80/50%, share k=16, fine-tune",
+        LoadedModel(lenet, (1, 28, 28), 10, "benchmark:lenet5-deep-compression"),
+        lenet_train, lenet_test, LENET_STEPS,
+    )  # fmt: skip
+    resnet_train, resnet_test = upsampled_digits(32, 3, 0)
+    resnet = train("resnet20", {}, resnet_train, 0, epochs=6, lr=1e-3)
+    label = "ResNet-20 3x32x32 digits: prune 25% filters, 8-bit, fine-tune"
+    yield label, resnet, resnet_train, resnet_test, RESNET_STEPS
+    for label, steps in digits[1:]:
+        yield f"digits CNN: {label}", model, train_set, test_set, steps
+
+
+def _write(entries: list[dict[str, Any]], planned: int, repeats: int) -> Path:
     medians = {
         "onnx_over_xaic": statistics.median(
             e["sizes"]["model.onnx"] / e["sizes"]["model.xaic"] for e in entries
@@ -295,12 +306,28 @@ def main() -> None:
             e["sizes"]["model.onnx"] / e["plain_xaic"] for e in entries
         ),
     }
-    path = write_results(
+    done = "" if len(entries) == planned else f" ({len(entries)} of {planned} pipelines so far)"
+    return write_results(
         "deployable_onnx",
-        "Deployable ONNX: sizes against the packed file, speed in onnxruntime",
+        f"Deployable ONNX: sizes against the packed file, speed in onnxruntime{done}",
         tables(entries),
-        {"entries": entries, "medians": medians},
+        {"entries": entries, "medians": medians, "repeats": repeats},
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one digits pipeline only")
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="timed runs per model and setting"
+    )
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    planned = 1 if args.quick else 2 + len(DIGITS_PIPELINES)
+    entries: list[dict[str, Any]] = []
+    for label, model, train_set, test_set, steps in _pipelines(args.quick):
+        entries.append(run_pipeline(label, model, train_set, test_set, steps, args.repeats))
+        path = _write(entries, planned, args.repeats)  # a slow machine keeps what it measured
     print(path.read_text())
 
 
