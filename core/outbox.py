@@ -14,7 +14,8 @@ What is due:
   its chance and did not report success);
 - dispatched more than ``redispatch_seconds`` ago and still not picked up (the broker lost the
   message: Redis without persistence restarted). Set it above the longest wait a job has in the
-  queue behind others, or accept a skipped duplicate per wait.
+  queue behind others, or accept a skipped duplicate per wait. When the queue is seen empty,
+  ``lost_message_seconds`` is enough: nothing waits in it for that row.
 """
 
 from __future__ import annotations
@@ -101,10 +102,25 @@ def waiting(session: Session) -> list[Due]:
 
 
 def sweep(factory: sessionmaker[Session], dispatcher: Dispatcher, settings: Settings) -> list[Due]:
-    """Dispatch what is due; return what was handed over."""
+    """Dispatch what is due; return what was handed over.
+
+    When the queue is empty, a row handed over more than ``lost_message_seconds`` ago and still
+    waiting has no message anywhere (a worker holds only the task it runs): the broker lost it
+    (Redis restarted without persistence), so it is due at once, not after ``redispatch_seconds``.
+    """
+    redispatch = settings.redispatch_seconds
+    if _queue_depth(dispatcher) == 0:
+        redispatch = min(redispatch, settings.lost_message_seconds)
     with factory() as session:
-        items = due(session, settings.dispatch_grace_seconds, settings.redispatch_seconds)
+        items = due(session, settings.dispatch_grace_seconds, redispatch)
     return dispatch_all(factory, dispatcher, items)
+
+
+def _queue_depth(dispatcher: Dispatcher) -> int | None:
+    try:
+        return dispatcher.queue_depth()
+    except Exception:  # the broker is away: nothing is sent this round anyway
+        return None
 
 
 def dispatch_all(

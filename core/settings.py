@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     job_soft_time_limit: int = Field(3 * 3600, description="Seconds before a job is asked to stop.")
     job_time_limit: int = Field(3 * 3600 + 300, description="Seconds before a job is killed.")
     stale_job_seconds: int = Field(
-        60,
+        30,
         ge=3,
         description="No heartbeat for this long: the job's worker is taken for dead and the job "
         "requeued (a live worker beats every few seconds, also inside one long operation).",
@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         ge=0,
         description="A job or upload never dispatched is the sweeper's after this long (the "
         "request that created it failed to hand it over).",
+    )
+    lost_message_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="With the job queue empty, a job or upload dispatched this long ago and "
+        "still waiting lost its message (a broker restarted without its data): dispatched again.",
     )
     redispatch_seconds: float = Field(
         3600.0,

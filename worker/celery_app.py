@@ -73,7 +73,8 @@ class JobQueue:
             connection.ensure_connection(max_retries=1)
 
     def queue_depth(self) -> int | None:
-        return None
+        with app.connection_for_write() as connection:
+            return int(connection.default_channel.client.llen(settings.queue_name))
 
 
 def _register(name: str) -> None:

@@ -156,3 +156,19 @@ def test_an_embedded_restart_dispatches_everything_left_waiting(
         (VALIDATE_MODEL, model["id"]), (VALIDATE_DATASET, dataset["id"]), (RUN_JOB, job_id)
     ]  # fmt: skip
     restarted.resources.close()
+
+
+def test_a_message_the_broker_lost_is_sent_again_once_its_queue_is_empty(
+    client: TestClient, settings: Settings, queue: str
+) -> None:
+    client.app.state.dispatcher = CeleryDispatcher(BROKER, queue)
+    model = upload(client, "models", b"weights", "m.safetensors", architecture="small_cnn")
+    assert sent(queue) == [(VALIDATE_MODEL, model["id"])]
+    with client.app.state.sessionmaker() as session, session.begin():
+        record = session.get(ModelRecord, model["id"])
+        record.dispatched_at = utcnow() - timedelta(seconds=settings.lost_message_seconds + 1)
+    factory, dispatcher = client.app.state.sessionmaker, client.app.state.dispatcher
+    assert outbox.sweep(factory, dispatcher, settings) == []  # its message still waits
+    redis.Redis.from_url(BROKER).delete(queue)  # the broker restarted without its data
+    assert outbox.sweep(factory, dispatcher, settings) == [Due(VALIDATE_MODEL, model["id"])]
+    assert sent(queue) == [(VALIDATE_MODEL, model["id"])]
