@@ -25,7 +25,7 @@ from tests.worker.tcp_proxy import TcpProxy
 SPEC = {
     "steps": [{"type": "prune_filters", "ratio": 0.5}],
     "attribution": {"samples": 64},
-    "evaluation": {"latency_repeats": 1},
+    "evaluation": {"latency_repeats": 3},
 }
 
 
@@ -116,7 +116,7 @@ def test_a_database_outage_mid_job_is_ridden_out(
     clean_postgres: str, tmp_path: Path, broker: RedisServer, digits_model_pt2: bytes,
     digits_npz: bytes,
 ) -> None:  # fmt: skip
-    """The worker and the API reach Postgres through a proxy that is cut for 8 s while the job
+    """The worker and the API reach Postgres through a proxy that is cut for 20 s while the job
     runs: the API answers 503 meanwhile, the job's heartbeat and progress ride it out, and the
     job finishes on its first attempt."""
     url = make_url(clean_postgres)
@@ -147,7 +147,7 @@ def test_a_database_outage_mid_job_is_ridden_out(
             response = client.get(f"/v1/jobs/{job_id}")
             assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
             assert time.monotonic() - started < 1.5
-            time.sleep(8)
+            time.sleep(20)
             proxy.restore()
 
             done = wait_for(client, f"/v1/jobs/{job_id}", {"succeeded", "failed"}, timeout=300)
