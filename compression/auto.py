@@ -36,7 +36,7 @@ def apply_auto(
         trial = working.copy()
         trial.cache.clear()  # score on the scoring half only: no held-out sample leaks in
         apply_step(trial, step, make_criterion(name), scoring, monitor)
-        accuracy[name] = top1_accuracy(trial.module, holdout)
+        accuracy[name] = top1_accuracy(trial.module, holdout, runtime=trial.runtime)
     ranked = sorted(CANDIDATES, key=lambda name: (-accuracy[name], CANDIDATES.index(name)))
     winner, runner_up = ranked[0], ranked[1]
     report = apply_step(working, step, make_criterion(winner), data, monitor)

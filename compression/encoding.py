@@ -27,6 +27,10 @@ class SharedWeights:
     def dequantize(self) -> torch.Tensor:
         return self.codebook[self.indices]
 
+    def to(self, device: torch.device | str) -> SharedWeights:
+        """The same encoding with its tensors on ``device``."""
+        return SharedWeights(self.codebook.to(device), self.indices.to(device))
+
 
 @dataclass(frozen=True)
 class QuantizedWeights:
@@ -43,6 +47,10 @@ class QuantizedWeights:
     def dequantize(self) -> torch.Tensor:
         shape = (-1,) + (1,) * (self.values.dim() - 1)
         return self.values.to(torch.float32) * self.scales.view(shape)
+
+    def to(self, device: torch.device | str) -> QuantizedWeights:
+        """The same encoding with its tensors on ``device``."""
+        return QuantizedWeights(self.bits, self.scales.to(device), self.values.to(device))
 
 
 LayerEncoding = SharedWeights | QuantizedWeights

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 def finetune(
     working: WorkingModel, data: Dataset, step: FineTune, monitor: Monitor, seed: int
 ) -> dict[str, Any]:
-    module = working.module
+    module, runtime = working.module, working.runtime
+    runtime.place(module)
+    # codebooks, indices and integer codes live beside the weights while training
+    working.encodings = {name: e.to(runtime.device) for name, e in working.encodings.items()}
     codebooks = {
         name: torch.nn.Parameter(encoding.codebook.clone())
         for name, encoding in working.encodings.items()
@@ -45,15 +48,16 @@ def finetune(
     }
     encoded_ids = {id(working.layers[name].weight) for name in working.encodings}
     trained = [p for p in module.parameters() if id(p) not in encoded_ids and p.requires_grad]
-    before = top1_accuracy(module, data)
+    before = top1_accuracy(module, data, runtime=runtime)
     fit(
         module, data, epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, seed=seed,
         monitor=monitor, parameters=[*trained, *codebooks.values(), *shadows.values()],
         after_backward=lambda: _route_gradients(working, codebooks, shadows),
-        after_step=lambda: _restore_constraints(working, codebooks, shadows),
+        after_step=lambda: _restore_constraints(working, codebooks, shadows), runtime=runtime,
     )  # fmt: skip
+    working.encodings = {name: e.to("cpu") for name, e in working.encodings.items()}
     return {"epochs": step.epochs, "train_accuracy_before": before,
-            "train_accuracy_after": top1_accuracy(module, data)}  # fmt: skip
+            "train_accuracy_after": top1_accuracy(module, data, runtime=runtime)}  # fmt: skip
 
 
 def _route_gradients(

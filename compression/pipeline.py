@@ -2,7 +2,11 @@
 
 The caller's model is never modified; the steps work on a copy, in order. Progress goes to
 ``progress(stage, fraction, overall)`` and ``should_cancel()`` is polled between and inside
-long loops. With a sweep, the pipeline runs once per value of one setting, reusing the first
+long loops. The work runs on ``runtime`` (attribution, scoring, evaluation, fine-tuning,
+k-means and quantization error on its device); export and the packed file work on the CPU,
+and latency is timed on the CPU always and on the GPU too when the job ran on one.
+
+With a sweep, the pipeline runs once per value of one setting, reusing the first
 attribution, and returns the chosen point with the whole accuracy-vs-size curve.
 """
 
@@ -26,7 +30,8 @@ from compression.evaluate import ModelMetrics, compare_latency, layer_table, mea
 from compression.io import LoadedModel
 from compression.layers import weighted_layers
 from compression.packed import save_packed
-from compression.progress import CancelCheck, Monitor, ProgressCallback
+from compression.progress import CancelCheck, EventCallback, Monitor, ProgressCallback
+from compression.runtime import CPU, Runtime
 from compression.steps import WorkingModel, apply_step
 from jobspec import FineTune, Int8Runtime, Spec, Step
 
@@ -60,6 +65,8 @@ def compress(
     should_cancel: CancelCheck | None = None,
     packed_path: str | Path | None = None,
     onnx_dir: str | Path | None = None,
+    runtime: Runtime = CPU,
+    events: EventCallback | None = None,
 ) -> Result:
     """Compress ``model``; the packed file of the result is measured for the report and, with
     ``packed_path``, kept there (so its reported size is the size of that very file).
@@ -67,21 +74,24 @@ def compress(
     With ``onnx_dir`` the ONNX deliverables (``model.onnx`` carrying the compression,
     ``model.fp32.onnx``, and ``model.int8.onnx`` with an ``int8_runtime`` step) are written
     there, checked against torch, and timed in onnxruntime; an ``int8_runtime`` step without
-    ``onnx_dir`` is measured and its files discarded."""
-    monitor = Monitor(progress, should_cancel)
+    ``onnx_dir`` is measured and its files discarded. ``events(kind, details)`` hears of
+    decisions made on the way (a batch size halved to fit the GPU)."""
+    monitor = Monitor(progress, should_cancel, events)
     deliver = onnx_dir is not None or spec.int8_runtime is not None
     end = 0.85 if deliver else 1.0
     splits = _splits(model, data, eval_data, spec)
+    original = _on_device(model.module, runtime)
     with monitor.within(0.0, 0.1), monitor.enter("evaluating"):
         before = measure(
-            model.module, model.input_shape, splits.evaluation, spec.evaluation, monitor,
-            latency=False,
+            original, model.input_shape, splits.evaluation, spec.evaluation, monitor,
+            latency=False, runtime=runtime,
         )  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         files = [Path(scratch) / f"point{index}.xaic" for index in range(_points(spec))]
         if spec.sweep is None:
             with monitor.within(0.1, end):
-                result, chosen = _run(model, spec, splits, before, monitor, {}, files[0]), 0
+                result = _run(model, spec, splits, before, monitor, {}, files[0], runtime, original)
+                chosen = 0
         else:
             cache: dict[str, tuple[int, bool, Scores]] = {}
             points = []
@@ -89,7 +99,19 @@ def compress(
             for index, value in enumerate(spec.sweep.values):
                 with monitor.within(0.1 + index * share, 0.1 + (index + 1) * share):
                     point = spec.with_sweep_value(value)
-                    points.append(_run(model, point, splits, before, monitor, cache, files[index]))
+                    points.append(
+                        _run(
+                            model,
+                            point,
+                            splits,
+                            before,
+                            monitor,
+                            cache,
+                            files[index],
+                            runtime,
+                            original,
+                        )
+                    )
             result = _choose(spec, points, before, cache)
             chosen = result.metrics["sweep"]["chosen"]
         if packed_path is not None:
@@ -99,7 +121,18 @@ def compress(
             with monitor.within(end, 1.0), monitor.enter("exporting"):
                 _deliver(model, result, out, spec, splits, monitor)
             result.metrics["stage_seconds"] = dict(monitor.stage_seconds)
+    del original
+    result.metrics["runtime"] = runtime.describe()
     return result
+
+
+def _on_device(module: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    """``module`` itself when it is on ``runtime.device``, else a copy there (the caller's
+    model is never moved)."""
+    parameter = next(module.parameters(), None)
+    if parameter is None or parameter.device == runtime.device:
+        return module
+    return runtime.place(copy.deepcopy(module))
 
 
 def _deliver(
@@ -128,15 +161,17 @@ def _run(
     monitor: Monitor,
     cache: dict[str, tuple[int, bool, Scores]],
     packed_path: Path,
+    runtime: Runtime,
+    original: torch.nn.Module,
 ) -> Result:
-    """Run every step on a fresh copy and write its packed file to ``packed_path``; ``cache``
-    carries scores of the unchanged model across sweep points (version 0 of every copy is the
-    same model)."""
-    module = copy.deepcopy(model.module).eval()
-    example = model.example_input()
+    """Run every step on a fresh copy (on ``runtime.device``; ``original`` is the caller's
+    model there) and write its packed file to ``packed_path``; ``cache`` carries scores of the
+    unchanged model across sweep points (version 0 of every copy is the same model)."""
+    module = runtime.place(copy.deepcopy(model.module).eval())
+    example = runtime.put(model.example_input())
     working = WorkingModel(
         module, example, weighted_layers(module, example),
-        reattribute=spec.attribution.reattribute, cache=dict(cache),
+        reattribute=spec.attribution.reattribute, cache=dict(cache), runtime=runtime,
     )  # fmt: skip
     shapes_before = snapshot(working.layers)
     steps = []
@@ -153,11 +188,20 @@ def _run(
         with monitor.within(0.0, 0.5):  # the accuracy pass; latency and packing follow
             after = measure(
                 working.module, model.input_shape, splits.evaluation, spec.evaluation, monitor,
-                latency=False,
+                latency=False, runtime=runtime,
             )  # fmt: skip
+        gpu_latency = None
+        if runtime.is_cuda:  # synchronized and warm, while both models are on the GPU
+            gpu_latency = compare_latency(
+                original, working.module, model.input_shape, spec.evaluation.latency_batch,
+                spec.evaluation.latency_repeats, runtime=runtime,
+                progress=lambda done: monitor.report(0.5 + 0.1 * done),
+            )  # fmt: skip
+        working.to_cpu()
         latency = compare_latency(
-            model.module, working.module, model.input_shape, spec.evaluation.latency_batch,
-            spec.evaluation.latency_repeats, progress=lambda done: monitor.report(0.5 + 0.3 * done),
+            _on_device(model.module, CPU), working.module, model.input_shape,
+            spec.evaluation.latency_batch, spec.evaluation.latency_repeats,
+            progress=lambda done: monitor.report(0.6 + 0.2 * done),
         )  # fmt: skip
         before = replace(before, latency_ms=latency.before.median_ms)
         after = replace(after, latency_ms=latency.after.median_ms)
@@ -182,6 +226,7 @@ def _run(
             "size": before.fp32_bytes / packed,
         },
         "latency": latency.as_dict(),
+        **({"gpu_latency": gpu_latency.as_dict()} if gpu_latency is not None else {}),
         "layers": [row.as_dict() for row in rows],
         "steps": steps,
         "attribution": _attribution_report(working.completeness, spec, len(working.scores)),
@@ -195,6 +240,10 @@ def _run(
         },
         "stage_seconds": dict(monitor.stage_seconds),
     }
+    if gpu_latency is not None:
+        metrics["before"]["gpu_latency_ms"] = gpu_latency.before.median_ms
+        metrics["after"]["gpu_latency_ms"] = gpu_latency.after.median_ms
+        metrics["reduction"]["gpu_latency"] = gpu_latency.reduction
     return Result(compressed, metrics, working.scores, working.masks, working.encodings)
 
 
@@ -260,7 +309,7 @@ def _run_step(
     working: WorkingModel, step: Step, spec: Spec, data: Dataset, monitor: Monitor
 ) -> dict[str, Any]:
     settings = spec.attribution
-    options = ScoringOptions(settings.batch_size, settings.target, spec.seed)
+    options = ScoringOptions(settings.batch_size, settings.target, spec.seed, working.runtime)
     deeplift = DeepLiftSettings(
         settings.baseline, settings.deeplift_target, settings.channel_score,
         settings.weight_score, settings.explained_classes,

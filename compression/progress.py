@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from compression.errors import Cancelled
 
@@ -27,6 +27,10 @@ ProgressCallback = Callable[[str, float, float], None]
 CancelCheck = Callable[[], bool]
 """Returns True when the caller wants the work to stop."""
 
+EventCallback = Callable[[str, dict[str, Any]], None]
+"""Called with (kind, details) when the engine decided something the caller should hear of
+while the work goes on (a batch size halved to fit the GPU, ...)."""
+
 T = TypeVar("T")
 
 
@@ -36,6 +40,7 @@ class Monitor:
 
     progress: ProgressCallback | None = None
     should_cancel: CancelCheck | None = None
+    events: EventCallback | None = None
     stage: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     span: tuple[float, float] = (0.0, 1.0)
@@ -89,6 +94,11 @@ class Monitor:
             low, high = self.stage_span
             of_stage = (position - low) / (high - low) if high > low else fraction
             self.progress(self.stage, min(max(of_stage, 0.0), 1.0), self.overall)
+
+    def notify(self, kind: str, details: dict[str, Any]) -> None:
+        """Tell the caller of a decision (the current stage is added to ``details``)."""
+        if self.events is not None:
+            self.events(kind, {"stage": self.stage, **details})
 
     def check(self) -> None:
         """Raise :class:`Cancelled` if the caller asked to stop."""

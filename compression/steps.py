@@ -1,7 +1,8 @@
 """Apply one compression step to the working model.
 
 The working model carries what later steps must respect: keep-masks of pruned weights and
-the encodings (codebooks, integer codes) of shared and quantized layers, and it caches the
+the encodings (codebooks, integer codes) of shared and quantized layers, the runtime its
+module and example live on (masks live beside the weights; encodings on the CPU), and it caches the
 scores of each criterion so relevance is computed again only when the model changed (and,
 for per-weight scores on an unchanged shape, only when the spec asks to re-attribute).
 """
@@ -26,6 +27,7 @@ from compression.progress import Monitor
 from compression.pruning.structured import prune_filters
 from compression.pruning.unstructured import prune_weights
 from compression.quantization import quantize_weight
+from compression.runtime import CPU, Runtime
 from compression.sharing import share_weight
 from jobspec import FineTune, PruneFilters, PruneWeights, QuantizeMixed, ShareWeights, Step
 
@@ -42,6 +44,7 @@ class WorkingModel:
     version: int = 0
     reattribute: bool = False
     cache: dict[str, tuple[int, bool, Scores]] = field(default_factory=dict)
+    runtime: Runtime = CPU
 
     def copy(self) -> WorkingModel:
         """An independent copy whose layer dict points into the copied module."""
@@ -50,14 +53,24 @@ class WorkingModel:
         return WorkingModel(
             module, self.example, layers, dict(self.masks), dict(self.encodings),
             version=self.version, reattribute=self.reattribute, cache=dict(self.cache),
+            runtime=self.runtime,
         )  # fmt: skip
 
     def set_weight(self, name: str, weight: torch.Tensor) -> None:
         """Write a layer's float weight, keeping pruned weights at exactly zero."""
         mask = self.masks.get(name)
+        target = self.layers[name].weight
         with torch.no_grad():
-            value = weight if mask is None else weight * mask
-            self.layers[name].weight.copy_(value)
+            value = weight.to(target.device)
+            value = value if mask is None else value * mask.to(target.device)
+            target.copy_(value)
+
+    def to_cpu(self) -> None:
+        """Bring module, example, masks and encodings back to the CPU (export, packing)."""
+        self.module.cpu()
+        self.example = self.example.cpu()
+        self.masks = {name: mask.cpu() for name, mask in self.masks.items()}
+        self.encodings = {name: encoding.to("cpu") for name, encoding in self.encodings.items()}
 
 
 def _shapes_match(scores: Scores, layers: dict[str, nn.Module]) -> bool:
@@ -139,7 +152,7 @@ def _prune_weights(
 
 def _share_weights(
     working: WorkingModel, step: ShareWeights, criterion: Criterion, data: Dataset,
-    monitor: Monitor, seed: int,
+    monitor: Monitor,
 ) -> dict[str, Any]:  # fmt: skip
     names = [
         name
@@ -151,8 +164,9 @@ def _share_weights(
     for index, name in enumerate(names):
         k = step.layer_clusters.get(name, step.clusters)
         shared = share_weight(
-            working.layers[name].weight, k, importance[name], working.masks.get(name), seed
-        )
+            working.layers[name].weight, k, importance[name], working.masks.get(name),
+            working.runtime,
+        )  # fmt: skip
         working.encodings[name] = shared
         working.set_weight(name, shared.dequantize())
         clusters[name] = shared.codebook.numel()
@@ -170,17 +184,18 @@ def _quantize_mixed(
         if not isinstance(working.encodings.get(name), SharedWeights)
     ]
     importance = _importance(working, step.allocation, names, criterion, data, monitor)
+    put = working.runtime.put  # quantization errors of every candidate width, on the device
     layers = {
         name: (
-            working.layers[name].weight.detach().cpu(),
-            importance[name] if importance[name] is not None
-            else torch.ones_like(working.layers[name].weight, device="cpu"),
+            working.layers[name].weight.detach(),
+            put(importance[name]) if importance[name] is not None
+            else torch.ones_like(working.layers[name].weight),
         )
         for name in names
     }  # fmt: skip
     bits = allocate_bits(layers, step.candidate_bits, step.average_bits)
     for name in names:
-        quantized = quantize_weight(working.layers[name].weight.detach().cpu(), bits[name])
+        quantized = quantize_weight(working.layers[name].weight.detach(), bits[name]).to("cpu")
         working.encodings[name] = quantized
         working.set_weight(name, quantized.dequantize())
     sizes = {name: working.layers[name].weight.numel() for name in names}
@@ -210,7 +225,7 @@ def apply_step(
         elif isinstance(step, PruneWeights):
             details = _prune_weights(working, step, criterion, data, monitor)
         elif isinstance(step, ShareWeights):
-            details = _share_weights(working, step, criterion, data, monitor, seed)
+            details = _share_weights(working, step, criterion, data, monitor)
         elif isinstance(step, QuantizeMixed):
             details = _quantize_mixed(working, step, criterion, data, monitor)
         else:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TARGET_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+WORKER_DEVICE = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+"""The device settings the engine's Runtime understands (compression.runtime.DEVICE_SETTING)."""
 
 
 class MlflowServer(BaseModel):
@@ -145,6 +147,21 @@ class Settings(BaseSettings):
         "again (the broker lost the message); a duplicate is skipped by the worker.",
     )
     worker_threads: int = Field(0, description="torch threads per job; 0 = all cores / 1 job.")
+    worker_device: str = Field(
+        "auto",
+        pattern=WORKER_DEVICE,
+        description="Where a worker computes: auto (the first visible CUDA device when there is "
+        "one, else the CPU), cpu, cuda or cuda:N. One worker process per GPU: give each its own "
+        "CUDA_VISIBLE_DEVICES and leave this at auto or cuda.",
+    )
+    worker_gpu_memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="Share of the GPU's memory one job may allocate; unset: all."
+    )
+    worker_bf16_autocast: bool = Field(
+        False,
+        description="Run forward passes on the GPU in bfloat16 autocast (faster; scores and "
+        "accuracies then differ from a float32 run in the third digit).",
+    )
 
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     webhook_max_attempts: int = Field(6, ge=1, le=20)

@@ -100,6 +100,17 @@ class JobProgress:
         except SQLAlchemyError as exc:  # the heartbeat keeps the row alive; the work goes on
             log.warning("progress of %s not recorded: %s", self.job_id, exc)
 
+    def note(self, kind: str, details: dict[str, object]) -> None:
+        """Append an event the engine asked for (``batch_size_reduced``, ...) or the runner's
+        own (``runtime``: where the job computes) to the feed at once."""
+        try:
+            with self.lock, self.factory() as session, session.begin():
+                job = attempt_row(session, self.job_id, self.attempt)
+                append_event(session, job, kind, details)
+                self.last_event_at = time.monotonic()
+        except SQLAlchemyError as exc:  # a lost note never stops the work
+            log.warning("%s event of %s not recorded: %s", kind, self.job_id, exc)
+
     def heartbeat_event(self, now: float) -> dict[str, object] | None:
         """What a heartbeat event says, when the feed has been quiet for QUIET_SECONDS."""
         if self.stage is None or now - self.last_event_at < QUIET_SECONDS:

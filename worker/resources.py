@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from compression.intake_limits import IntakeLimits
+from compression.runtime import Runtime
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from core.storage import Storage, make_storage
@@ -34,6 +35,16 @@ class Resources:
 def intake_limits(settings: Settings) -> IntakeLimits:
     return IntakeLimits(
         **{field.name: getattr(settings, field.name) for field in fields(IntakeLimits)}
+    )
+
+
+def job_runtime(settings: Settings) -> Runtime:
+    """The engine's runtime from the WORKER_* settings (``auto``: CUDA when present)."""
+    return Runtime.from_setting(
+        settings.worker_device,
+        threads=settings.worker_threads or None,
+        gpu_memory_fraction=settings.worker_gpu_memory_fraction,
+        bf16_autocast=settings.worker_bf16_autocast,
     )
 
 

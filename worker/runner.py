@@ -19,7 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
 from sqlalchemy import select
@@ -33,6 +32,7 @@ from compression.errors import Cancelled, CompressionError
 from compression.io import LoadedModel, export_pt2
 from compression.pipeline import Result
 from compression.report import relevance_samples, render_report
+from compression.runtime import Runtime
 from core.ids import new_id
 from core.job_state import (
     MAX_ATTEMPTS,
@@ -49,7 +49,7 @@ from core.tables import Artifact, DatasetRecord, Job, ModelRecord, utcnow
 from jobspec import Spec
 from worker.job_progress import Heartbeat, JobProgress, heartbeat_interval
 from worker.mlflow_logging import log_job
-from worker.resources import Resources, fetch
+from worker.resources import Resources, fetch, job_runtime
 
 log = logging.getLogger("worker.runner")
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
@@ -187,8 +187,17 @@ def _end(
 def _execute(
     resources: Resources, job_id: str, workdir: Path, progress: JobProgress
 ) -> dict[str, Any]:
-    if resources.settings.worker_threads:
-        torch.set_num_threads(resources.settings.worker_threads)
+    """Run the job inside its runtime: threads and GPU memory limit for the job only, GPU
+    memory handed back when it ends (a worker runs many jobs)."""
+    runtime = job_runtime(resources.settings)
+    with runtime.activated():
+        progress.note("runtime", runtime.describe())
+        return _compress(resources, job_id, workdir, progress, runtime)
+
+
+def _compress(
+    resources: Resources, job_id: str, workdir: Path, progress: JobProgress, runtime: Runtime
+) -> dict[str, Any]:
     progress.enter("loading", 0.0, 0.05)
     with resources.sessionmaker() as session:
         job = session.get(Job, job_id)
@@ -225,6 +234,7 @@ def _execute(
     result = compress(
         model, data, spec, eval_data=eval_data, packed_path=out / "model.xaic",
         onnx_dir=out, progress=progress.engine_callback, should_cancel=progress.should_cancel,
+        runtime=runtime, events=progress.note,
     )  # fmt: skip
     progress.enter("exporting", 0.9, 1.0)
     metrics = _export(resources, job_id, out, result, progress)

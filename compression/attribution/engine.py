@@ -24,8 +24,10 @@ from compression.attribution.normalize import normalize
 from compression.attribution.rule_modules import recording, rules_installed
 from compression.attribution.targets import TargetName, target_multiplier, target_score
 from compression.attribution.weight_relevance import weight_relevance
+from compression.batch_fit import with_fitting_batch
 from compression.data import Dataset
 from compression.progress import Monitor, tracked_batches
+from compression.runtime import CPU, Runtime
 
 CHANNEL_SCORES = ("relevance", "net", "ablation")
 
@@ -105,6 +107,7 @@ def attribute(
     channel_scores: tuple[str, ...] = CHANNEL_SCORES,
     per_weight: bool = False,
     monitor: Monitor | None = None,
+    runtime: Runtime = CPU,
 ) -> Attribution:
     """DeepLIFT relevance of every layer in ``layers`` (modules of ``model``), over ``data``.
 
@@ -114,24 +117,53 @@ def attribute(
     true class's logit. Each extra class costs one more backward pass.
 
     ``channel_scores`` picks which per-channel aggregates to compute (see LayerRelevance);
-    each costs a few passes over every layer's activations.
+    each costs a few passes over every layer's activations. ``model`` is moved to
+    ``runtime.device``, where both passes run in batches that fit (halved on out-of-memory);
+    the returned scores are on the CPU.
     """
+    runtime.place(model)
     gm = normalize(model).eval()
-    device = next(model.parameters()).device
     shared = shared_baseline(baseline, data)
-    totals = _Totals(layers, channel_scores, per_weight, device)
+
+    def run(size: int) -> Attribution:
+        return _attribute(
+            gm, layers, data, shared, target, explain, classes, size, channel_scores, per_weight,
+            monitor, runtime,
+        )  # fmt: skip
+
+    return with_fitting_batch(run, batch_size, "attribution", runtime, monitor)
+
+
+def _attribute(
+    gm: nn.Module,
+    layers: Mapping[str, nn.Module],
+    data: Dataset,
+    shared: Tensor | None,
+    target: TargetName,
+    explain: str,
+    classes: int,
+    batch_size: int,
+    channel_scores: tuple[str, ...],
+    per_weight: bool,
+    monitor: Monitor | None,
+    runtime: Runtime,
+) -> Attribution:
+    """One pass over ``data`` (started again from scratch with a smaller batch on OOM)."""
+    totals = _Totals(layers, channel_scores, per_weight, runtime.device)
+    reference_shared = None if shared is None else runtime.put(shared)
     error, scale = 0.0, 0.0
     with rules_installed(gm) as rules, _capture(layers) as captured:
         for x, y in tracked_batches(data, batch_size, monitor):
-            x, y = x.to(device), y.to(device)
-            reference = shared.to(device) if shared is not None else blur(x)
+            x, y = runtime.put(x), runtime.put(y)
+            reference = reference_shared if reference_shared is not None else blur(x)
             captured.in_reference_pass = True
-            with recording(rules), torch.no_grad():
-                reference_logits = gm(reference)
+            with recording(rules), torch.no_grad(), runtime.autocast():
+                reference_logits = gm(reference).float()
             captured.in_reference_pass = False
             x = x.detach().requires_grad_(True)
             with torch.enable_grad():
-                logits = gm(x)
+                with runtime.autocast():
+                    logits = gm(x).float()
             explained_classes = _explained_classes(logits.detach(), y, explain, classes)
             for rank, picked in enumerate(explained_classes):
                 top = target_multiplier(target, logits.detach(), reference_logits, picked)
@@ -144,7 +176,7 @@ def attribute(
                 explained = target_score(target, logits.detach(), picked) - target_score(
                     target, reference_logits.expand_as(logits), picked
                 )
-                conserved = ((x.detach() - reference) * grads[0]).flatten(1).sum(dim=1)
+                conserved = ((x.detach() - reference) * grads[0].float()).flatten(1).sum(dim=1)
                 error += float((conserved - explained).abs().sum())
                 scale += float(explained.abs().sum())
                 totals.add(captured, dict(zip(layers, grads[1:], strict=True)))
@@ -193,18 +225,20 @@ class _Totals:
 
     def add(self, captured: _Captured, multipliers: dict[str, Tensor]) -> None:
         for name, multiplier in multipliers.items():
-            activation = captured.outputs[name].detach()
+            multiplier = multiplier.float()  # bf16 under autocast; sums stay float32
+            activation = captured.outputs[name].detach().float()
             if "ablation" in self.wanted:
                 ablation = _per_channel(activation * multiplier).abs_()
                 self.sums[(name, "ablation")] += ablation.sum(dim=0)
-            relevance = (activation - captured.reference_outputs[name]).mul_(multiplier)
+            reference = captured.reference_outputs[name].float()
+            relevance = (activation - reference).mul_(multiplier)
             if "net" in self.wanted:
                 self.sums[(name, "net")] += _per_channel(relevance).abs_().sum(dim=0)
             if "relevance" in self.wanted:
                 self.sums[(name, "relevance")] += _per_channel(relevance.abs_()).sum(dim=0)
             if self.weights is not None:
-                inputs = captured.inputs[name]
-                delta_in = (inputs - captured.reference_inputs[name]).expand_as(inputs)
+                inputs = captured.inputs[name].float()
+                delta_in = (inputs - captured.reference_inputs[name].float()).expand_as(inputs)
                 self.weights[name] += weight_relevance(self.layers[name], multiplier, delta_in)
 
     def averages(self, count: int) -> dict[str, LayerRelevance]:

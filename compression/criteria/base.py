@@ -21,6 +21,7 @@ from torch import nn
 from compression.data import Dataset
 from compression.errors import InvalidSpec
 from compression.progress import Monitor
+from compression.runtime import CPU, Runtime
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,14 @@ Scores = dict[str, LayerScore]
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    """Shared knobs: which samples, in what batches, explained for which class."""
+    """Shared knobs: which samples, in what batches, explained for which class, and where
+    the work runs (the criterion moves the model to ``runtime.device``; scores come back on
+    the CPU)."""
 
     batch_size: int = 128
     target: str = "label"  # "label" (the true class) or "predicted"
     seed: int = 0
-    device: str = "cpu"
+    runtime: Runtime = CPU
 
 
 class Criterion(ABC):

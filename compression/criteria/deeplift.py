@@ -91,6 +91,7 @@ class DeepLift(Criterion):
             channel_scores=_NEEDS[self.settings.channel_score],
             per_weight=per_weight,
             monitor=monitor,
+            runtime=self.options.runtime,
         )
         return {
             name: LayerScore(

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compression.batch_fit import with_fitting_batch
 from compression.criteria.base import (
     Criterion,
     LayerScore,
@@ -46,22 +47,44 @@ class Taylor(Criterion):
         per_weight: bool = True,
     ) -> Scores:
         data = require_data(data, self.name)
-        model.eval()
+        runtime = self.options.runtime
+        runtime.place(model).eval()
+
+        def run(size: int) -> Scores:
+            return self._score(model, layers, data, size, monitor)
+
+        return with_fitting_batch(run, self.options.batch_size, "taylor", runtime, monitor)
+
+    def _score(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, nn.Module],
+        data: Dataset,
+        batch_size: int,
+        monitor: Monitor | None,
+    ) -> Scores:
+        """One pass over ``data``; the sums live on the device, the scores return to the CPU."""
+        runtime = self.options.runtime
         names = list(layers)
         weights = [layers[name].weight for name in names]
-        channel = {name: torch.zeros(layers[name].weight.shape[0]) for name in names}
-        weight = {name: torch.zeros(layers[name].weight.shape) for name in names}
+        channel = {name: runtime.put(torch.zeros(layers[name].weight.shape[0])) for name in names}
+        weight = {name: torch.zeros_like(layers[name].weight) for name in names}
         with gradients_enabled(weights):
-            for x, y in tracked_batches(data, self.options.batch_size, monitor):
-                with capture_outputs(layers) as outputs:
-                    logits = model(x)
+            for x, y in tracked_batches(data, batch_size, monitor):
+                x, y = runtime.put(x), runtime.put(y)
+                with capture_outputs(layers) as outputs, runtime.autocast():
+                    logits = model(x).float()
                 loss = F.cross_entropy(
                     logits, targets(logits, y, self.options.target), reduction="sum"
                 )
                 grads = torch.autograd.grad(loss, [outputs[n] for n in names] + weights)
                 for index, name in enumerate(names):
-                    channel[name] += _per_channel(outputs[name].detach(), grads[index]).cpu()
+                    activation = outputs[name].detach().float()
+                    channel[name] += _per_channel(activation, grads[index].float())
                     grad_w = grads[len(names) + index]
-                    weight[name] += (weights[index].detach() * grad_w).abs().cpu()
+                    weight[name] += (weights[index].detach() * grad_w).abs_()
         count = data.num_samples
-        return {name: LayerScore(channel[name] / count, weight[name] / count) for name in names}
+        return {
+            name: LayerScore(channel[name].cpu() / count, weight[name].float().cpu() / count)
+            for name in names
+        }

@@ -11,7 +11,6 @@ in onnxruntime against the float32 model (``deliverables``).
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import tempfile
 from pathlib import Path
@@ -81,14 +80,14 @@ def quantize_int8(
 
 @contextlib.contextmanager
 def _quiet():
-    """onnxruntime's quantization tools log and print freely; keep the worker log readable."""
+    """onnxruntime's quantization tools log freely; keep the worker log readable (their
+    logging only: sys.stdout belongs to the whole process and is left alone)."""
     quantization_log = logging.getLogger("onnxruntime.quantization")
     level = quantization_log.level
     quantization_log.setLevel(logging.ERROR)
     root_level = logging.getLogger().level
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
+        yield
     finally:
         quantization_log.setLevel(level)
         logging.getLogger().setLevel(root_level)

@@ -14,8 +14,6 @@ are then compared with torch by the caller.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import warnings
 from collections.abc import Mapping
@@ -76,7 +74,7 @@ def export_fp32(module: nn.Module, example: torch.Tensor) -> ModelProto:
     program = export_program(module, example)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             onnx_program = torch.onnx.export(
                 program, (example,), dynamo=True, opset_version=OPSET, verbose=False

@@ -12,6 +12,7 @@ from compression.evaluate.counting import count_macs, count_parameters
 from compression.evaluate.latency import LatencyComparison, compare_latency, median_latency_ms
 from compression.evaluate.layer_table import LayerRow, layer_table, snapshot
 from compression.progress import Monitor
+from compression.runtime import CPU, Runtime
 from jobspec import EvaluationSettings
 
 
@@ -36,11 +37,12 @@ def measure(
     settings: EvaluationSettings,
     monitor: Monitor | None = None,
     latency: bool = True,
+    runtime: Runtime = CPU,
 ) -> ModelMetrics:
     """Every whole-model metric of the report, for one model (``latency=False`` leaves the
-    timing to a before/after comparison)."""
+    timing to a before/after comparison); accuracy is computed on ``runtime.device``."""
     total, nonzero = count_parameters(model)
-    accuracy = top1_accuracy(model, data, settings.batch_size, monitor) if data else None
+    accuracy = top1_accuracy(model, data, settings.batch_size, monitor, runtime) if data else None
     return ModelMetrics(
         accuracy=accuracy,
         parameters=total,

@@ -35,7 +35,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     ]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros((1, *input_shape)))
+            device = next(model.parameters(), torch.empty(0)).device  # where it was placed
+            model.eval()(torch.zeros((1, *input_shape), device=device))
     finally:
         for handle in handles:
             handle.remove()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
+
+from compression.runtime import CPU, Runtime
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class LatencyComparison:
     batch: int
     repeats: int
     warmup: int
+    device: str = "cpu"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -90,6 +93,10 @@ def compare_runs(
     return LatencyComparison(first, second, reduction, verdict, threads, batch, repeats, warmup)
 
 
+GPU_WARMUP = 10
+"""Runs before timing on a GPU: kernel selection and the caching allocator settle there."""
+
+
 @torch.inference_mode()
 def compare_latency(
     before: nn.Module,
@@ -99,16 +106,31 @@ def compare_latency(
     repeats: int = 30,
     warmup: int = 3,
     progress: Callable[[float], None] | None = None,
+    runtime: Runtime = CPU,
 ) -> LatencyComparison:
-    """Time ``before`` and ``after`` alternately (which goes first alternates too);
-    ``progress`` hears the fraction done after each pair (big models take seconds a run)."""
+    """Time ``before`` and ``after`` alternately (which goes first alternates too) on
+    ``runtime.device``, where both models must already be; ``progress`` hears the fraction
+    done after each pair (big models take seconds a run). On a GPU every run waits for its
+    kernels (synchronized) and timing starts after at least GPU_WARMUP runs of each."""
     before.eval()
     after.eval()
     x = torch.rand((batch, *input_shape), generator=torch.Generator().manual_seed(0))
-    return compare_runs(
-        lambda: before(x), lambda: after(x), threads=torch.get_num_threads(), batch=batch,
-        repeats=repeats, warmup=warmup, progress=progress,
+    x = runtime.put(x)
+
+    def timed(model: nn.Module) -> Callable[[], object]:
+        def run() -> None:
+            with runtime.autocast():
+                model(x)
+            runtime.synchronize()
+
+        return run
+
+    comparison = compare_runs(
+        timed(before), timed(after), threads=torch.get_num_threads(), batch=batch,
+        repeats=repeats, warmup=max(warmup, GPU_WARMUP) if runtime.is_cuda else warmup,
+        progress=progress,
     )  # fmt: skip
+    return replace(comparison, device=str(runtime.device))
 
 
 @torch.inference_mode()

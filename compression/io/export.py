@@ -6,8 +6,6 @@ inputs within a stated tolerance, at two batch sizes so the dynamic batch axis i
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path) -> O
     program = export_program(module, example)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             onnx_program = torch.onnx.export(
                 program, (example,), dynamo=True, opset_version=ONNX_OPSET, verbose=False

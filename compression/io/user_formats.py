@@ -9,7 +9,6 @@ dynamo exporter (the default since torch 2.9, which writes ``model.onnx`` plus
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import tarfile
 import tempfile
@@ -27,7 +26,7 @@ USER_FORMATS = ("onnx_legacy", "onnx_external_zip", "pt2")
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 

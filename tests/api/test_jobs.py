@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import onnxruntime
+import torch
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
@@ -45,11 +46,15 @@ def test_a_job_runs_to_success_with_metrics_events_and_artifacts(
     assert metrics["attribution"]["completeness_error"] < 1e-4
     assert metrics["export"]["onnx"]["max_abs_diff"] <= metrics["export"]["onnx"]["atol"]
     assert metrics["data"]["calibration_samples"] == 128
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"  # WORKER_DEVICE=auto
+    assert metrics["runtime"]["device"] == device and metrics["latency"]["device"] == "cpu"
 
     events = client.get(f"/v1/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
     assert statuses == ["queued", "running", "succeeded"]
+    (runtime,) = [e["data"] for e in events if e["type"] == "runtime"]
+    assert runtime["device"] == device
     stages = [e["data"]["stage"] for e in events if e["type"] == "progress"]
     for stage in ("loading", "evaluating", "attributing", "pruning", "exporting"):
         assert stage in stages
