@@ -29,7 +29,7 @@ def test_sample_weights_pull_a_centroid() -> None:
 def test_an_empty_cluster_moves_to_the_value_farthest_from_its_centroid() -> None:
     values = torch.tensor([0.0, 0.0, 1.0, 10.0, 10.0, 10.0], dtype=torch.float64)
     centroids, assignment = kmeans_1d(values, torch.tensor([0.0, 5.0, 10.0]))
-    # 5.0 wins nothing; 1.0 is farthest from its centroid (1/3), so it becomes a cluster
+    # 5.0 wins nothing; 1.0 is the value farthest from its centroid (0.0): it takes 5.0's place
     assert centroids.tolist() == [0.0, 1.0, 10.0]
     assert assignment.tolist() == [0, 0, 1, 2, 2, 2]
 
