@@ -161,9 +161,8 @@ def _attribute(
                 reference_logits = gm(reference).float()
             captured.in_reference_pass = False
             x = x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                with runtime.autocast():
-                    logits = gm(x).float()
+            with torch.enable_grad(), runtime.autocast():
+                logits = gm(x).float()
             explained_classes = _explained_classes(logits.detach(), y, explain, classes)
             for rank, picked in enumerate(explained_classes):
                 top = target_multiplier(target, logits.detach(), reference_logits, picked)
