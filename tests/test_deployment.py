@@ -226,22 +226,52 @@ def test_api_and_worker_share_one_image_and_build(compose: dict) -> None:
             assert services[name].get("image") == api["image"], name
 
 
-def test_worker_reserves_one_nvidia_gpu(compose: dict) -> None:
-    devices = _gpu_devices(compose["services"]["worker"])
-    nvidia = [d for d in devices if d.get("driver") == "nvidia"]
-    assert nvidia, f"worker has no nvidia device reservation: {devices}"
-    device = nvidia[0]
-    assert "gpu" in (device.get("capabilities") or [])
-    assert str(device.get("count")) == "1" or device.get("device_ids")
+def _workers(compose: dict) -> dict[str, dict]:
+    """The Celery worker services: `worker` (GPU 0) and `worker-gpuN` (GPU N)."""
+    return {
+        n: svc for n, svc in compose["services"].items() if re.fullmatch(r"worker(-gpu\d+)?", n)
+    }
 
 
-def test_worker_runs_one_job_at_a_time_from_the_compress_queue(compose: dict) -> None:
-    argv = _argv(compose["services"]["worker"].get("command"))
-    assert argv[:4] == ["celery", "-A", "worker.celery_app", "worker"], argv
-    joined = " ".join(argv)
-    assert "--queues compress" in joined or "-Q compress" in joined
-    assert "--concurrency 1" in joined
-    assert "--prefetch-multiplier 1" in joined
+def _reserved_gpus(svc: dict) -> list[str]:
+    nvidia = [d for d in _gpu_devices(svc) if d.get("driver") == "nvidia"]
+    assert len(nvidia) == 1, f"not exactly one nvidia reservation: {nvidia}"
+    assert "gpu" in (nvidia[0].get("capabilities") or [])
+    return [str(i) for i in nvidia[0].get("device_ids") or []]
+
+
+def test_one_worker_service_per_gpu_each_reserving_only_its_gpu(compose: dict) -> None:
+    workers = _workers(compose)
+    assert "worker" in workers and len(workers) >= 2, sorted(workers)
+    for name, svc in workers.items():
+        index = "0" if name == "worker" else name.removeprefix("worker-gpu")
+        assert _reserved_gpus(svc) == [index], name
+        env = _env(svc)
+        # the reserved GPU is the container's device 0; a missing GPU fails jobs loudly
+        assert env["CUDA_VISIBLE_DEVICES"] == "0", name
+        assert env["WORKER_DEVICE"] == "cuda", name
+        if name != "worker":  # further GPUs are opt-in: a one-GPU host starts as it is
+            assert svc.get("profiles") == [f"gpu{index}"], name
+
+
+def test_the_worker_device_setting_is_one_the_worker_accepts(compose: dict) -> None:
+    from core.settings import WORKER_DEVICE
+
+    for name, svc in _workers(compose).items():
+        assert re.match(WORKER_DEVICE, _env(svc)["WORKER_DEVICE"]), name
+
+
+def test_every_worker_runs_one_job_at_a_time_from_the_compress_queue(compose: dict) -> None:
+    for name, svc in _workers(compose).items():
+        argv = _argv(svc.get("command"))
+        assert argv[:4] == ["celery", "-A", "worker.celery_app", "worker"], (name, argv)
+        joined = " ".join(argv)
+        assert "--queues compress" in joined or "-Q compress" in joined
+        assert "--concurrency 1" in joined, name
+        assert "--prefetch-multiplier 1" in joined, name
+        assert svc.get("image") == compose["services"]["api"]["image"], name
+        deps = _depends_on(svc)
+        assert deps.get("migrate") == "service_completed_successfully", name
 
 
 def test_housekeeping_has_its_own_light_worker_and_one_beat(compose: dict) -> None:
@@ -274,9 +304,12 @@ def test_app_environment_points_at_the_distributed_backends(compose: dict, name:
     assert env["REDIS_URL"].startswith("redis://redis:6379")
 
 
-def test_api_and_worker_see_the_same_environment(compose: dict) -> None:
-    services = compose["services"]
-    assert _env(services["api"]) == _env(services["worker"])
+def test_workers_see_the_api_environment_plus_their_device(compose: dict) -> None:
+    api = _env(compose["services"]["api"])
+    for name, svc in _workers(compose).items():
+        env = _env(svc)
+        assert {key: env.get(key) for key in api} == api, name
+        assert set(env) - set(api) == {"WORKER_DEVICE", "CUDA_VISIBLE_DEVICES"}, name
 
 
 def test_migrate_is_a_one_shot_alembic_upgrade(compose: dict) -> None:
@@ -524,6 +557,20 @@ def test_torch_comes_from_a_configurable_index(dockerfile: list[tuple[str, str]]
     torch_runs = [r for r in _runs(dockerfile) if "TORCH_INDEX_URL" in r and "TORCH_SPEC" in r]
     assert torch_runs, "no RUN installs ${TORCH_SPEC} from ${TORCH_INDEX_URL}"
     assert any(re.search(r"--(extra-)?index-url[ =]\"?\$\{?TORCH_INDEX_URL", r) for r in torch_runs)
+
+
+def test_compose_and_dockerfile_build_the_same_cuda_torch(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    defaults = {}
+    for keyword, value in dockerfile:
+        if keyword == "ARG":
+            name, _, default = value.partition("=")
+            defaults[name] = default.strip("\"'")
+    build_args = _render_pyyaml()["services"]["api"]["build"]["args"]
+    assert build_args["TORCH_INDEX_URL"] == defaults["TORCH_INDEX_URL"]
+    assert build_args["TORCH_SPEC"] == defaults["TORCH_SPEC"]
+    assert re.search(r"/whl/cu\d+$", defaults["TORCH_INDEX_URL"]), "the default image is CUDA"
 
 
 def test_project_installed_under_constraints_with_service_extra(
