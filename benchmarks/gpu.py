@@ -238,6 +238,7 @@ def whole_job(plan: Plan, runtime: Runtime, out: Path) -> tuple[str, dict[str, A
         }
     )
     _reset_peak(runtime)
+    runtime.batch_limits.clear()  # the job finds its own batch sizes
     start = time.perf_counter()
     result = compress(model, data, spec, runtime=runtime, onnx_dir=out, packed_path=out / "m.xaic")
     seconds = time.perf_counter() - start

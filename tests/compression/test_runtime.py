@@ -169,7 +169,10 @@ def test_a_training_step_split_into_micro_batches_has_the_same_gradient(
     log: list[tuple[str, dict]] = []
     model = copy.deepcopy(start)
     split = FitsUpTo(model, 40)
-    fit(model, digits, epochs=1, lr=1e-3, batch_size=128, seed=1, monitor=_events(log))
+    fit(
+        model, digits, epochs=1, lr=1e-3, batch_size=128, seed=1, monitor=_events(log),
+        runtime=Runtime(),  # its own: the fitted size is remembered per runtime (per job)
+    )  # fmt: skip
 
     assert [(d["from"], d["to"]) for _, d in log] == [(128, 64), (64, 32)]
     assert max(split.sizes[2:]) == 32  # every later step ran in micro-batches of 32
