@@ -10,6 +10,7 @@ from compression.data import Dataset, load_dataset
 from compression.errors import CompressionError
 from compression.io import LoadedModel, export_onnx, export_pt2, load_model
 from compression.pipeline import Result, compress
+from compression.runtime import Runtime
 from jobspec import Spec
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Dataset",
     "LoadedModel",
     "Result",
+    "Runtime",
     "Spec",
     "compress",
     "export_onnx",
