@@ -144,7 +144,12 @@ def main() -> None:
         )
         sections[title] = markdown_table(header, rows)
         raw[pair.name] = {f"{v}@{r}": a for (v, r), a in accuracy.items()}
+        print(f"\n{title}\n{sections[title]}", flush=True)
         if args.no_diagnosis:
+            write_results(
+                f"deeplift_collapse_{args.half}", f"DeepLIFT collapse study ({args.half} pairs)",
+                sections, raw,
+            )  # fmt: skip
             continue
         gaps = [
             accuracy[("deeplift (default)", 0.7)][s] - accuracy[("l1", 0.7)][s]
@@ -154,19 +159,18 @@ def main() -> None:
         sections[
             f"{pair.name}, seed {worst} (deeplift - l1 at 70 %: {gaps[worst] * 100:+.1f}): "
             "each layer pruned alone at 70 %"
-        ] = markdown_table(
+        ] = table = markdown_table(
             ["layer", "filters", "top-1 deeplift", "top-1 l1",
              "rank corr. relevance vs |w|", "kept by both", "max/mean relevance"],
             diagnose(pair, worst),
         )  # fmt: skip
-        print(f"{pair.name}: diagnosed seed {worst}", flush=True)
-    path = write_results(
-        f"deeplift_collapse_{args.half}", f"DeepLIFT collapse study ({args.half} pairs)",
-        sections, raw,
-    )  # fmt: skip
-    for heading, body in sections.items():
-        print(f"\n{heading}\n{body}")
-    print(f"\nwritten to {path}")
+        print(f"{pair.name}: diagnosed seed {worst}\n{table}", flush=True)
+        # written after every pair, so a long run shows what it has
+        path = write_results(
+            f"deeplift_collapse_{args.half}", f"DeepLIFT collapse study ({args.half} pairs)",
+            sections, raw,
+        )  # fmt: skip
+        print(f"written to {path}", flush=True)
 
 
 if __name__ == "__main__":

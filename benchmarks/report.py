@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -221,7 +222,8 @@ def _strengths(table: dict[tuple, list[float]], pair: str, method: str) -> list[
     return sorted({key[4] for key in table if key[0] == pair and key[1] == method})
 
 
-def criterion_table(table: dict, pair: Pair, method: Method, tuned: bool) -> str:
+def criterion_table(table: dict, pair: Pair, method: Method, tuned: bool, seeds: int) -> str:
+    """Mean ± std per criterion and strength; "(n seeds)" where a partial run has fewer."""
     strengths = _strengths(table, pair.name, method.name)
     rows = []
     for criterion in method.criteria:
@@ -232,7 +234,8 @@ def criterion_table(table: dict, pair: Pair, method: Method, tuned: bool) -> str
                 cells.append("-")
                 continue
             spread = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
-            cells.append(f"{_mean(values):.1f} ± {spread:.1f}")
+            short = f" ({len(values)} seeds)" if len(values) < seeds else ""
+            cells.append(f"{_mean(values):.1f} ± {spread:.1f}{short}")
         if any(cell != "-" for cell in cells):
             rows.append([criterion, *cells])
     return markdown_table(["criterion", *[f"{method.parameter} {s:g}" for s in strengths]], rows)
@@ -352,7 +355,7 @@ def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
         axes.flat[0].legend(fontsize=7)
         figure.suptitle(f"{method.name}: accuracy vs size, mean of {len(mode.seeds)} seed(s)")
         figure.tight_layout()
-        path = RESULTS / f"bench_{method.name}.png"
+        path = RESULTS / f"bench_{mode.name}_{method.name}.png"
         figure.savefig(path, dpi=80)
         plt.close(figure)
         paths.append(path)
@@ -361,7 +364,7 @@ def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
 
 def render(
     rows: list[dict[str, Any]], mode: Mode, seconds: float, tree: str, finished: int,
-    planned: int,
+    planned: int, plots: list[Path], output: Path,
 ) -> str:  # fmt: skip
     table = aggregate(rows)
     unpruned: dict[str, list[float]] = defaultdict(list)
@@ -431,7 +434,14 @@ def render(
         "## Accuracy vs size per criterion",
         "",
     ]
-    lines += [f"![{m.name}](benchmarks/results/bench_{m.name}.png)\n" for m in METHODS]
+    lines += [f"![{path.stem}]({os.path.relpath(path, output.parent)})\n" for path in plots]
+    quick = RESULTS / "benchmarks_quick.md"
+    if not mode.quick and quick.exists():
+        lines += [
+            f"A quick-mode run (1 seed, every pair and method) is in "
+            f"[{quick.name}]({os.path.relpath(quick, output.parent)}).",
+            "",
+        ]
     lines += ["## Every table (top-1 %, mean ± std over seeds)", ""]
     for pair in [*confirmation, *tuning]:
         lines += [f"### {pair.name} ({pair.half}): {pair.description}", ""]
@@ -440,7 +450,7 @@ def render(
                 lines += [
                     f"{method.name}, fine-tuning {'1 epoch' if tuned else 'none'}:",
                     "",
-                    criterion_table(table, pair, method, tuned),
+                    criterion_table(table, pair, method, tuned, len(mode.seeds)),
                     "",
                 ]
     lines += [
@@ -484,8 +494,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     seconds = time.monotonic() - started
     RESULTS.mkdir(exist_ok=True)
-    plot(aggregate(rows), rows, mode)
-    args.output.write_text(render(rows, mode, seconds, tree, finished, planned))
+    plots = plot(aggregate(rows), rows, mode)
+    output = args.output.resolve()
+    output.write_text(render(rows, mode, seconds, tree, finished, planned, plots, output))
     (RESULTS / f"bench_{mode.name}.json").write_text(json.dumps(rows))
     print(f"written to {args.output}")
 
