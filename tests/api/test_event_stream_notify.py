@@ -1,7 +1,7 @@
 """Server-Sent Events on Postgres wake on NOTIFY, not by polling.
 
 The streams' poll intervals are set to ten minutes, so an event that reaches the client
-within a second can only have been announced by the writer's notification; the server is a
+within two seconds can only have been announced by the writer's notification; the server is a
 real uvicorn, the writer a separate session (as the worker is).
 """
 
@@ -104,12 +104,12 @@ def test_a_new_event_reaches_the_stream_at_once(server: tuple[str, Settings]) ->
         written = time.monotonic()
         arrived, seen = received.get(timeout=5)
         assert seen == kind
-        assert arrived - written < 1.0
+        assert arrived - written < 2.0  # ten minutes if it had polled
 
     with factory() as session, session.begin():
         set_status(session, session.get(Job, job_id), "cancelled", reason="test")
     written = time.monotonic()
     assert received.get(timeout=5)[1] == "status"
     arrived, seen = received.get(timeout=5)
-    assert seen == "closed" and arrived - written < 1.0  # a finished job ends its stream
+    assert seen == "closed" and arrived - written < 2.0  # a finished job ends its stream
     follower.join(timeout=5)

@@ -22,7 +22,7 @@ from core.settings import Settings
 from tests.api.helpers import assert_problem
 from worker.in_process import InProcessDispatcher
 
-HOLD_SECONDS = 3.0
+HOLD_SECONDS = 5.0
 READERS = 8
 
 
@@ -57,7 +57,7 @@ def test_reads_proceed_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
         with ThreadPoolExecutor(READERS) as pool:
             reads = list(pool.map(read, paths))
         assert [status for status, _ in reads] == [200] * READERS
-        assert max(seconds for _, seconds in reads) < 1.0, reads
+        assert max(seconds for _, seconds in reads) < HOLD_SECONDS / 2, reads
         assert time.monotonic() - held_since < HOLD_SECONDS  # all answered while it was held
 
         # a write queues for the lock and goes through once it is released
