@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install run test test-slow lint audit bench bench-quick bench-api clean
+.PHONY: install run test test-slow lint audit bench bench-quick bench-api bench-gpu clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: install
 	$(BIN)/python -m benchmarks.sharing_and_precision
 	$(BIN)/python -m benchmarks.real_archs --images 20000
 	$(BIN)/python -m benchmarks.deployable_onnx
+	$(BIN)/python -m benchmarks.kmeans_memory
+
+bench-gpu: install  # on a CUDA machine: all-layer DeepLIFT vs training step, one whole job
+	$(BIN)/python -m benchmarks.gpu
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.report --quick
