@@ -280,10 +280,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     database_url, database_name = _database(args.mode, workdir)
     settings = Settings(database_url=database_url, redis_url=None, data_dir=workdir / "data")
     if database_url:
-        upgrade_schema(settings)
+        upgrade_schema(settings)  # the distributed server expects a migrated database
     server = Server(args.mode, Path(args.server_root).resolve(), workdir, database_url)
     rows = []
     try:
+        # an older checkout's server migrated only as far as it knows; the tables this
+        # process writes are this checkout's (added columns are nullable: old code ignores them)
+        upgrade_schema(settings)
         factory = make_sessionmaker(make_engine(settings))
         key_file = workdir / "data" / "api-key"
         key, job_id = _seed(factory, key_file.read_text().strip() if key_file.exists() else None)
