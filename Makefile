@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install run test test-slow lint audit bench bench-quick bench-api bench-gpu clean
+.PHONY: install run test test-slow lint audit screenshot bench bench-quick bench-api bench-gpu clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-quick: install
 bench-api: install  # the API under 10/30/50/100 pollers; distributed needs Postgres and Redis
 	$(BIN)/python -m benchmarks.api_load
 	$(BIN)/python -m benchmarks.api_load --mode distributed
+
+# The README's report screenshot, from the current code (needs Debian's chromium).
+screenshot: install
+	$(BIN)/python docs/readme_screenshot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

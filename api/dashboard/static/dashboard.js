@@ -214,7 +214,6 @@ async function newPage() {
   }
   const modelSelect = document.getElementById("job-model");
   const datasetSelect = document.getElementById("job-dataset");
-  await Promise.all([fill("models", modelSelect), fill("datasets", datasetSelect)]);
 
   for (const form of document.querySelectorAll("form.upload")) {
     form.addEventListener("submit", async (event) => {
@@ -279,19 +278,29 @@ async function newPage() {
     }
     location.assign("/ui/jobs/" + encodeURIComponent(answer.id));
   });
+  await Promise.all([fill("models", modelSelect), fill("datasets", datasetSelect)]);
 }
 
 // ---- start --------------------------------------------------------------------------------
+// Forms are method="post": submitted before this script takes them over, they would send
+// their fields in a request body to a page that refuses it, never in a URL.
+function ready() {
+  document.body.dataset.ready = "true";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
-  if (page === "signin.html") return signinPage();
+  if (page === "signin.html") return signinPage().then(ready);
   if (!apiKey()) return location.replace("/ui/signin");
   document.querySelector("nav.signed-in").hidden = false;
   document.getElementById("sign-out").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
     location.assign("/ui/signin");
   });
-  if (page === "jobs.html") return jobsPage();
-  if (page === "job.html") return jobPage();
-  if (page === "new.html") return newPage();
+  if (page === "jobs.html") return jobsPage().then(ready);
+  if (page === "job.html") {
+    ready();
+    return jobPage();
+  }
+  if (page === "new.html") return newPage().then(ready);
 });
