@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from api.main import create_app
 from core.db import make_engine, make_sessionmaker, upgrade_schema
@@ -66,3 +66,31 @@ def test_reads_proceed_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
         waited = time.monotonic() - start
         writer.join()
     assert waited >= HOLD_SECONDS - (start - held_since) - 0.2, waited
+
+
+def test_a_request_uses_one_connection_and_reads_without_the_lock(tmp_path: Path) -> None:
+    """The key lookup and the route share one session: one pooled connection per GET, whose
+    transaction begins DEFERRED; a writing request's lookup is DEFERRED too, and only the
+    route's own transaction takes the lock."""
+    settings = Settings(database_url=None, redis_url=None, data_dir=tmp_path / "data")
+    upgrade_schema(settings)
+    dispatcher = InProcessDispatcher(None)  # type: ignore[arg-type] - never started
+    with TestClient(create_app(settings, dispatcher)) as client:
+        with client.app.state.sessionmaker() as session, session.begin():
+            key = create_key(session, create_project(session, "alpha")).key
+        client.headers["Authorization"] = f"Bearer {key}"
+        checkouts: list[object] = []
+        begins: list[str] = []
+
+        def record_begin(_connection, _cursor, statement: str, *_: object) -> None:
+            if statement.startswith("BEGIN"):
+                begins.append(statement)
+
+        engine = client.app.state.engine
+        event.listen(engine, "checkout", lambda *args: checkouts.append(args))
+        event.listen(engine, "before_cursor_execute", record_begin)
+        assert client.get("/v1/jobs").status_code == 200
+        assert (len(checkouts), begins) == (1, ["BEGIN DEFERRED"])
+        begins.clear()
+        assert client.delete("/v1/webhooks/webhook_unknown").status_code == 404
+        assert begins == ["BEGIN DEFERRED", "BEGIN IMMEDIATE"]
