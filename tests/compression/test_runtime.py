@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from compression import Spec, compress
+from compression.attribution.engine import attribute
 from compression.batch_fit import with_fitting_batch
 from compression.criteria import ScoringOptions, get_criterion
 from compression.data import Dataset
@@ -237,3 +238,18 @@ def test_the_same_job_on_the_gpu_agrees_with_the_cpu(
             first_gpu[layer].channels, first_cpu[layer].channels, rtol=1e-3, atol=1e-5
         )
     assert abs(gpu.metrics["after"]["accuracy"] - cpu.metrics["after"]["accuracy"]) < 0.05
+
+
+def test_bf16_autocast_is_an_option_close_to_float32_and_off_by_default() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    data = Dataset(torch.rand(16, 1, 8, 8), torch.randint(0, 3, (16,)), ("a", "b", "c"))
+    layers = {"conv": model[0], "fc": model[3]}
+    exact = attribute(model, layers, data, per_weight=True)
+    assert Runtime().bf16_autocast is False
+    assert exact.completeness_error < 1e-5  # float32: DeepLIFT's sums hold
+    rough = attribute(model, layers, data, per_weight=True, runtime=Runtime(bf16_autocast=True))
+    assert rough.completeness_error > exact.completeness_error  # bfloat16 really was used
+    for name in layers:
+        scale = exact.layers[name].channel.abs().max()
+        assert (rough.layers[name].channel - exact.layers[name].channel).abs().max() < 0.02 * scale
