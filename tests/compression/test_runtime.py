@@ -253,3 +253,31 @@ def test_bf16_autocast_is_an_option_close_to_float32_and_off_by_default() -> Non
     for name in layers:
         scale = exact.layers[name].channel.abs().max()
         assert (rough.layers[name].channel - exact.layers[name].channel).abs().max() < 0.02 * scale
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_a_real_cuda_out_of_memory_halves_the_batch() -> None:
+    """A memory fraction of ~150 MB makes a 2048-image batch of 64x64 activations fail for
+    real; relevance still comes out, equal to the CPU's, and the halving is reported."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(32, 10),
+    )  # fmt: skip
+    data = Dataset(torch.rand(2048, 3, 64, 64), torch.randint(0, 10, (2048,)), tuple("0123456789"))
+    layers = {"conv": model[0], "fc": model[4]}
+    expected = attribute(copy.deepcopy(model), layers, data, batch_size=256)
+    total = torch.cuda.get_device_properties(0).total_memory
+    runtime = Runtime.from_setting("cuda", gpu_memory_fraction=150 * 1024**2 / total)
+    log: list[tuple[str, dict]] = []
+    with runtime.activated():
+        result = attribute(
+            model, layers, data, batch_size=2048, monitor=_events(log), runtime=runtime
+        )
+    assert log and log[0][1]["from"] == 2048 and "out of memory" in log[0][1]["reason"].lower()
+    assert runtime.batch_limits["attribution"] < 2048
+    for name in layers:
+        torch.testing.assert_close(
+            result.layers[name].channel, expected.layers[name].channel, rtol=1e-3, atol=1e-6
+        )
