@@ -238,6 +238,7 @@ def _compress(
     )  # fmt: skip
     progress.enter("exporting", 0.9, 1.0)
     metrics = _export(resources, job_id, out, result, progress)
+    progress.update("exporting", 0.75, 0.75)
     shown = eval_data if eval_data is not None else data
     report = _report(job_id, metrics, spec, model, result, shown)
     (out / "report.html").write_text(report, encoding="utf-8")
