@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
@@ -52,6 +52,7 @@ from worker.mlflow_logging import log_job
 from worker.resources import Resources, fetch, job_runtime
 
 log = logging.getLogger("worker.runner")
+T = TypeVar("T")
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 TRANSIENT = (StorageUnavailable, *DATABASE_DOWN)
 """Errors of the service's own dependencies: the attempt is retried, the job is not failed."""
@@ -111,21 +112,41 @@ def _fenced_write(
     resources: Resources, job_id: str, attempt: int, write: Callable[[Session, Job], str]
 ) -> str:
     """Run ``write`` on the job's locked row if ``attempt`` still owns it ("superseded" if
-    not), in one transaction; a database that is away is waited for, up to
-    ``database_retry_seconds``, so a short outage at the end of a long job costs nothing."""
+    not), in one transaction, waiting for a database that is away (``_waiting``)."""
+
+    def transaction() -> str:
+        with resources.sessionmaker() as session, session.begin():
+            return write(session, attempt_row(session, job_id, attempt))
+
+    try:
+        return _waiting(resources, job_id, transaction)
+    except AttemptSuperseded:
+        log.warning("attempt %d of %s was superseded; nothing recorded", attempt, job_id)
+        return "superseded"
+
+
+def _read(resources: Resources, job_id: str, read: Callable[[Session], T]) -> T:
+    """A read of the job's rows, waiting for a database that is away (``_waiting``)."""
+
+    def transaction() -> T:
+        with resources.sessionmaker() as session:
+            return read(session)
+
+    return _waiting(resources, job_id, transaction)
+
+
+def _waiting(resources: Resources, job_id: str, action: Callable[[], T]) -> T:
+    """Run ``action``, retrying while the database is away, up to ``database_retry_seconds``:
+    a short outage in the middle or at the end of a long job costs nothing."""
     deadline = time.monotonic() + resources.settings.database_retry_seconds
     delay = 0.5
     while True:
         try:
-            with resources.sessionmaker() as session, session.begin():
-                return write(session, attempt_row(session, job_id, attempt))
-        except AttemptSuperseded:
-            log.warning("attempt %d of %s was superseded; nothing recorded", attempt, job_id)
-            return "superseded"
+            return action()
         except DATABASE_DOWN as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("recording %s waits for the database: %s", job_id, exc)
+            log.warning("job %s waits for the database: %s", job_id, exc)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -199,14 +220,19 @@ def _compress(
     resources: Resources, job_id: str, workdir: Path, progress: JobProgress, runtime: Runtime
 ) -> dict[str, Any]:
     progress.enter("loading", 0.0, 0.05)
-    with resources.sessionmaker() as session:
+
+    def records(session: Session) -> tuple[Job, Any, Any, Any]:
         job = session.get(Job, job_id)
-        spec = Spec.model_validate(job.spec)
-        model_record = session.get(ModelRecord, job.model_id)
-        data_record = session.get(DatasetRecord, job.dataset_id)
-        eval_record = (
-            session.get(DatasetRecord, job.eval_dataset_id) if job.eval_dataset_id else None
+        eval_id = job.eval_dataset_id
+        return (
+            job,
+            session.get(ModelRecord, job.model_id),
+            session.get(DatasetRecord, job.dataset_id),
+            session.get(DatasetRecord, eval_id) if eval_id else None,
         )
+
+    job, model_record, data_record, eval_record = _read(resources, job_id, records)
+    spec = Spec.model_validate(job.spec)
     model = load_model(
         str(fetch(resources, model_record, workdir)),
         architecture=model_record.architecture,
@@ -283,9 +309,8 @@ def _export(
     if tensors:
         save_file(tensors, str(out / "scores.safetensors"))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with resources.sessionmaker() as session:
-        job = session.get(Job, job_id)
-        target, spec = job.mlflow, job.spec
+    job = _read(resources, job_id, lambda session: session.get(Job, job_id))
+    target, spec = job.mlflow, job.spec
     if target:
         servers = resources.settings.mlflow_targets
         metrics["mlflow"] = log_job(servers, target, job_id, spec, metrics, out)
@@ -302,8 +327,7 @@ def _store_artifact(resources: Resources, job_id: str, attempt: int, path: Path)
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     size = path.stat().st_size
-    with resources.sessionmaker() as session:
-        project_id = session.get(Job, job_id).project_id
+    project_id = _read(resources, job_id, lambda session: session.get(Job, job_id).project_id)
     key = f"projects/{project_id}/jobs/{job_id}/attempt-{attempt}/{path.name}"
     resources.storage.put_file(key, path)
     replaced: list[str] = []
