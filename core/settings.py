@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     database_retry_seconds: float = Field(
         120.0,
         ge=0,
-        description="A worker waits this long for the database to come back before it gives a "
-        "result up (the job's terminal write, an artifact's record).",
+        description="A worker waits this long for the database to come back (reading the job, "
+        "recording its results) before it gives the attempt up.",
     )
     redis_url: str | None = Field(
         None, description="Celery broker; unset means the in-process (embedded) worker."
