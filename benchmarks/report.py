@@ -476,6 +476,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--pairs", nargs="*", help="only these pairs (default: all)")
     parser.add_argument("--seeds", nargs="*", type=int, help="only these seeds (default: mode's)")
+    parser.add_argument(
+        "--from-log", type=Path,
+        help="use (and extend) this run log instead of the current engine's",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
         "--budget-minutes", type=float, default=float("inf"),
@@ -488,10 +492,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         mode = replace(mode, seeds=tuple(args.seeds))
     chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs]
     tree = engine_tree()
+    log = RUNS / f"{mode.name}-{tree}.jsonl"
+    if args.from_log is not None:  # report runs made by an earlier engine, and say which
+        log, tree = args.from_log, args.from_log.stem.split("-", 1)[1]
     started = time.monotonic()
-    rows, finished, planned = collect(
-        mode, chosen, RUNS / f"{mode.name}-{tree}.jsonl", args.budget_minutes * 60
-    )
+    rows, finished, planned = collect(mode, chosen, log, args.budget_minutes * 60)
     seconds = time.monotonic() - started
     RESULTS.mkdir(exist_ok=True)
     plots = plot(aggregate(rows), rows, mode)
