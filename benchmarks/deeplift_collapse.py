@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-diagnosis", action="store_true")
     parser.add_argument("--pairs", nargs="*", help="only these pairs of the half")
+    parser.add_argument("--suffix", default="", help="appended to the result file names")
     args = parser.parse_args()
     torch.set_num_threads(1)  # on a shared CPU, a second thread mostly spins
     sections: dict[str, str] = {}
@@ -147,7 +148,8 @@ def main() -> None:
         print(f"\n{title}\n{sections[title]}", flush=True)
         if args.no_diagnosis:
             write_results(
-                f"deeplift_collapse_{args.half}", f"DeepLIFT collapse study ({args.half} pairs)",
+                f"deeplift_collapse_{args.half}{args.suffix}",
+                f"DeepLIFT collapse study ({args.half} pairs)",
                 sections, raw,
             )  # fmt: skip
             continue
@@ -167,7 +169,8 @@ def main() -> None:
         print(f"{pair.name}: diagnosed seed {worst}\n{table}", flush=True)
         # written after every pair, so a long run shows what it has
         path = write_results(
-            f"deeplift_collapse_{args.half}", f"DeepLIFT collapse study ({args.half} pairs)",
+            f"deeplift_collapse_{args.half}{args.suffix}",
+                f"DeepLIFT collapse study ({args.half} pairs)",
             sections, raw,
         )  # fmt: skip
         print(f"written to {path}", flush=True)

@@ -153,14 +153,16 @@ def engine_tree() -> str:
     return "-".join(trees)
 
 
-def plan(mode: Mode, pairs: Sequence[Pair]) -> list[tuple[Pair, int, Method, str, bool]]:
+def plan(
+    mode: Mode, pairs: Sequence[Pair], methods: Sequence[Method] = METHODS
+) -> list[tuple[Pair, int, Method, str, bool]]:
     """Every run, most telling first (no fine-tuning, filters, confirmation pairs), so a run
     cut short by its budget still has the goal table."""
     ordered = sorted(pairs, key=lambda pair: pair.half != "confirmation")
     return [
         (pair, seed, method, criterion, tuned)
         for tuned in mode.finetune
-        for method in METHODS
+        for method in methods
         for pair in ordered
         for seed in mode.seeds
         for criterion in mode.criteria(method)
@@ -169,8 +171,9 @@ def plan(mode: Mode, pairs: Sequence[Pair]) -> list[tuple[Pair, int, Method, str
 
 
 def collect(
-    mode: Mode, pairs: Sequence[Pair], log: Path, budget_s: float
-) -> tuple[list[dict[str, Any]], int, int]:
+    mode: Mode, pairs: Sequence[Pair], log: Path, budget_s: float,
+    methods: Sequence[Method] = METHODS,
+) -> tuple[list[dict[str, Any]], int, int]:  # fmt: skip
     """Run every planned combination not yet in ``log`` (appended as they finish) until the
     budget is spent; return all rows, the runs done and the runs planned."""
     done: dict[str, list[dict[str, Any]]] = {}
@@ -180,7 +183,7 @@ def collect(
             done[entry["key"]] = entry["rows"]
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    planned = plan(mode, pairs)
+    planned = plan(mode, pairs, methods)
     keys = []
     for pair, seed, method, criterion, tuned in planned:
         key = f"{pair.name}|{seed}|{method.name}|{criterion}|{tuned}"
@@ -253,6 +256,8 @@ def comparisons(table: dict, pair: Pair, method: Method, tuned: bool) -> list[di
         if "deeplift" not in means:
             continue
         baselines = {c: means[c] for c in BASELINES[method.name] if c in means}
+        if not baselines:  # a partial run may hold DeepLIFT's point alone
+            continue
         best_name = max(baselines, key=baselines.__getitem__)
         out.append(
             {
@@ -307,12 +312,13 @@ def goal_check(table: dict, pairs: Sequence[Pair]) -> str:
         autos = [c for c in found if c["auto"] is not None]
         auto_ok = all(c["auto"] >= c["best_single"] - 0.5 for c in autos) if autos else None
         worst_auto = min((c["auto"] - c["best_single"] for c in autos), default=float("nan"))
+        seeds = len(table[(pair.name, filters.name, False, "deeplift", found[0]["strength"])])
         rows.append(
-            [pair.name, "yes" if within else "no", f"{margin:+.1f}",
+            [pair.name, str(seeds), "yes" if within else "no", f"{margin:+.1f}",
              "-" if auto_ok is None else ("yes" if auto_ok else "no"), f"{worst_auto:+.1f}"]
         )  # fmt: skip
     table_text = markdown_table(
-        ["confirmation pair", "DeepLIFT >= best - 1 at every ratio",
+        ["confirmation pair", "seeds", "DeepLIFT >= best - 1 at every ratio",
          "DeepLIFT - best at the highest ratio", "auto >= best single - 0.5 everywhere",
          "auto - best single, worst ratio"],
         rows,
@@ -352,9 +358,12 @@ def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
             ax.set_xlabel("size reduction (fp32 / packed bytes)", fontsize=8)
             ax.set_ylabel("top-1 %", fontsize=8)
             ax.grid(alpha=0.3)
-        axes.flat[0].legend(fontsize=7)
+        with_lines = [ax for ax in axes.flat if ax.lines]
+        if with_lines:  # one legend for the figure, from a panel that has every criterion
+            handles, labels = with_lines[0].get_legend_handles_labels()
+            figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
         figure.suptitle(f"{method.name}: accuracy vs size, mean of {len(mode.seeds)} seed(s)")
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.05, 1, 1))
         path = RESULTS / f"bench_{mode.name}_{method.name}.png"
         figure.savefig(path, dpi=80)
         plt.close(figure)
@@ -438,7 +447,7 @@ def render(
     quick = RESULTS / "benchmarks_quick.md"
     if not mode.quick and quick.exists():
         lines += [
-            f"A quick-mode run (1 seed, every pair and method) is in "
+            f"A quick-mode run (1 seed; its header says how much of it was done) is in "
             f"[{quick.name}]({os.path.relpath(quick, output.parent)}).",
             "",
         ]
@@ -476,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--pairs", nargs="*", help="only these pairs (default: all)")
     parser.add_argument("--seeds", nargs="*", type=int, help="only these seeds (default: mode's)")
+    parser.add_argument("--methods", nargs="*", help="only these methods (default: all)")
     parser.add_argument(
         "--from-log", type=Path,
         help="use (and extend) this run log instead of the current engine's",
@@ -496,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.from_log is not None:  # report runs made by an earlier engine, and say which
         log, tree = args.from_log, args.from_log.stem.split("-", 1)[1]
     started = time.monotonic()
-    rows, finished, planned = collect(mode, chosen, log, args.budget_minutes * 60)
+    methods = [m for m in METHODS if not args.methods or m.name in args.methods]
+    rows, finished, planned = collect(mode, chosen, log, args.budget_minutes * 60, methods)
     seconds = time.monotonic() - started
     RESULTS.mkdir(exist_ok=True)
     plots = plot(aggregate(rows), rows, mode)
