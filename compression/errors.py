@@ -83,3 +83,20 @@ class Cancelled(CompressionError):
     """The caller asked to stop; raised at the next cancellation check."""
 
     code = "cancelled"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed: Python's ``MemoryError``, or torch's
+    allocator refusing (a plain ``RuntimeError`` on the CPU, ``OutOfMemoryError`` on CUDA).
+    A task under a memory limit reports these as ``resource_limit``, not as a bug."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+class TimeLimitReached(BaseException):
+    """The task's soft time limit passed (raised by a timer in the task's process).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: the engine turns ordinary exceptions
+    from a file's readers into "this file is invalid", and a deadline met while reading a
+    file says nothing about the file."""

@@ -162,6 +162,16 @@ class Settings(BaseSettings):
         description="Run forward passes on the GPU in bfloat16 autocast (faster; scores and "
         "accuracies then differ from a float32 run in the third digit).",
     )
+    task_memory_limit_mb: int = Field(
+        16384,
+        ge=0,
+        description="Address space of the child process running one job or validation, in "
+        "MiB; past it the work fails with resource_limit. 0 = no cap. Not applied on a CUDA "
+        "worker (CUDA reserves far more address space than memory): its container's limit is.",
+    )
+    validation_time_limit: int = Field(
+        900, gt=0, description="Seconds before validating one upload is stopped (time_limit)."
+    )
 
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     webhook_max_attempts: int = Field(6, ge=1, le=20)

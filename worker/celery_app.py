@@ -15,6 +15,10 @@ A dead worker's job comes back through beat -> reaper -> requeue within ``stale_
 plus one reaper interval; its unacknowledged message is redelivered once the broker's
 visibility timeout (the job's hard time limit plus a minute) has passed, and is then skipped
 by the claim, since the row says the job is running elsewhere or finished.
+
+Each job and validation runs in a child of the pool process under the memory and time
+limits (``worker.task_process``), which records a child killed by a limit; Celery's own hard
+limit, a little longer, is the backstop for the pool process around it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from core.webhook_sender import deliver_due
 from worker.reaper import reap_and_requeue
 from worker.resources import default_resources
 from worker.runner import TRANSIENT
+from worker.task_process import ChildTransientFailure, run_in_child
 from worker.tasks import DELIVER_WEBHOOKS, HANDLERS, HOUSEKEEPING, REAP, SWEEP
 
 settings = get_settings()
 VISIBILITY_MARGIN_SECONDS = 60
+CHILD_MARGIN_SECONDS = 120
 app = Celery("xai-compress", broker=settings.redis_url or "redis://127.0.0.1:6379/0")
 app.conf.update(
     task_default_queue=settings.queue_name,
@@ -40,12 +46,13 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     worker_max_tasks_per_child=1,
-    task_soft_time_limit=settings.job_soft_time_limit,
-    task_time_limit=settings.job_time_limit,
+    task_time_limit=settings.job_time_limit + CHILD_MARGIN_SECONDS,
     broker_transport_options={
         "socket_timeout": 10.0,  # above the 1 s BRPOP poll; a hung broker is noticed
         "socket_connect_timeout": 5.0,
-        "visibility_timeout": settings.job_time_limit + VISIBILITY_MARGIN_SECONDS,
+        "visibility_timeout": settings.job_time_limit
+        + CHILD_MARGIN_SECONDS
+        + VISIBILITY_MARGIN_SECONDS,
     },
     task_publish_retry_policy=PUBLISH_RETRY,
     broker_connection_retry_on_startup=True,
@@ -78,15 +85,17 @@ class JobQueue:
 
 
 def _register(name: str) -> None:
-    handler = HANDLERS[name]
-
     # A dependency that is down (the database before the claim, the store while validating)
     # retries the task with backoff instead of dropping it; the row decides what it then does.
     @app.task(
-        name=name, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=60
+        name=name,
+        autoretry_for=(*TRANSIENT, ChildTransientFailure),
+        retry_backoff=2,
+        retry_backoff_max=60,
+        max_retries=60,
     )
     def task(record_id: str) -> str:
-        return handler(default_resources(), record_id)
+        return run_in_child(default_resources(), name, record_id, start="fork")
 
 
 for _name in HANDLERS:

@@ -1,4 +1,6 @@
-"""The embedded deployment's dispatcher: tasks run on a background thread of this process.
+"""The embedded deployment's dispatcher: a background thread of this process runs the tasks,
+one at a time, each in a child process under limits (``worker.task_process``), so a job that
+runs out of memory or time never takes the API down with it.
 
 The API receives it through the ``Dispatcher`` seam (``core.dispatch``) from the embedded
 launcher, so the API never imports the worker. Housekeeping (the stale-job reaper, the outbox
@@ -17,7 +19,7 @@ from core.settings import Settings
 from core.webhook_sender import WebhookSender
 from worker.reaper import reap_and_requeue
 from worker.resources import Resources
-from worker.tasks import HANDLERS
+from worker.task_process import run_in_child
 
 log = logging.getLogger("worker.in_process")
 WEBHOOK_INTERVAL = 1.0
@@ -76,7 +78,7 @@ class InProcessDispatcher:
         while (item := self.tasks.get()) is not None:
             task, record_id = item
             try:
-                HANDLERS[task](self.resources, record_id)
+                run_in_child(self.resources, task, record_id, start="forkserver")
             except Exception:
                 log.exception("task %s(%s) failed", task, record_id)
             finally:

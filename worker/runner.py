@@ -19,7 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from celery.exceptions import SoftTimeLimitExceeded
 from safetensors.torch import save_file
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from compression import compress, load_dataset, load_model
 from compression.data import Dataset, fit_to_model
-from compression.errors import Cancelled, CompressionError
+from compression.errors import Cancelled, CompressionError, TimeLimitReached, is_out_of_memory
 from compression.io import LoadedModel, export_pt2
 from compression.pipeline import Result
 from compression.report import relevance_samples, render_report
@@ -91,11 +90,15 @@ def run_job(resources: Resources, job_id: str) -> str:
         return _end(resources, job_id, attempt, "cancelled")
     except CompressionError as exc:
         return _end(resources, job_id, attempt, "failed", exc.code, exc.message)
-    except SoftTimeLimitExceeded:
+    except TimeLimitReached:
         limit = resources.settings.job_soft_time_limit
         message = f"The job ran past {limit} s."
         return _end(resources, job_id, attempt, "failed", "time_limit", message)
     except Exception as exc:
+        if is_out_of_memory(exc):
+            limit = resources.settings.task_memory_limit_mb
+            message = f"The job needed more than the {limit} MiB of memory a task may use."
+            return _end(resources, job_id, attempt, "failed", "resource_limit", message)
         log.exception("job %s failed unexpectedly", job_id)
         message = f"The job failed unexpectedly ({type(exc).__name__}); the worker log has details."
         return _end(resources, job_id, attempt, "failed", "internal_error", message)
@@ -182,6 +185,12 @@ def _claim(resources: Resources, job_id: str) -> int | None:
             return None
         if job.status == "running" and job.heartbeat_at and job.heartbeat_at > stale:
             return None  # alive on another worker: a duplicate delivery
+        if job.attempts >= MAX_ATTEMPTS:  # a redelivery after its worker died, once too often
+            fail(
+                session, job, "worker_lost",
+                f"The worker running this job stopped {job.attempts} times; giving up.",
+            )  # fmt: skip
+            return None
         job.attempts += 1
         job.worker = socket.gethostname()
         job.heartbeat_at = utcnow()

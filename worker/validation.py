@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compression.data import dataset_format, load_dataset, load_npz
-from compression.errors import CompressionError
+from compression.errors import CompressionError, is_out_of_memory
 from compression.evaluate import count_macs, count_parameters
 from compression.intake_limits import IntakeLimits
 from compression.io import detect_model_format, load_model
@@ -49,9 +49,15 @@ def _validate(
         except CompressionError as exc:
             found, status, code, message = {}, "invalid", exc.code, exc.message
         except Exception as exc:
-            log.exception("validating %s failed unexpectedly", record_id)
             found, status = {}, "invalid"
-            code, message = "invalid_upload", f"The file could not be read ({type(exc).__name__})."
+            if is_out_of_memory(exc):
+                limit = resources.settings.task_memory_limit_mb
+                code = "resource_limit"
+                message = f"Reading the file needed more than the {limit} MiB a task may use."
+            else:
+                log.exception("validating %s failed unexpectedly", record_id)
+                code = "invalid_upload"
+                message = f"The file could not be read ({type(exc).__name__})."
     with resources.sessionmaker() as session, session.begin():
         record = session.get(table, record_id)
         for name, value in found.items():

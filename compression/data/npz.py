@@ -108,10 +108,6 @@ def _array(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
         raise UnsupportedFormat(
             f"Array {key!r} cannot be read safely: {exc}. {_HOW_TO_SAVE}"
         ) from exc
-    except MemoryError as exc:
-        raise UnsafeArchive(
-            f"Array {key!r} declares a shape far larger than the file holds; it is corrupt."
-        ) from exc
     except zipfile.BadZipFile as exc:
         raise UnsafeArchive(f"Array {key!r} does not match its declared size or checksum.") from exc
     if not isinstance(array, np.ndarray):  # NpzFile hands back raw bytes for non-.npy members

@@ -16,7 +16,7 @@ import onnxruntime
 import torch
 from torch import nn
 
-from compression.errors import ExportFailed
+from compression.errors import ExportFailed, is_out_of_memory
 
 ONNX_OPSET = 18
 ATOL = 1e-4
@@ -41,6 +41,8 @@ def export_program(module: nn.Module, example: torch.Tensor) -> torch.export.Exp
     try:
         return torch.export.export(module.eval(), (example,), dynamic_shapes=(_batch_dim(),))
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise ExportFailed(f"torch.export could not trace the model: {exc}") from exc
 
 
@@ -61,6 +63,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path) -> O
             )
             onnx_program.save(str(path))
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise ExportFailed(f"ONNX export failed: {exc}") from exc
     return check_onnx(module, example, path)
 

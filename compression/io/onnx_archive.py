@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 import onnx
 
 from compression.data.members import read_files, safe_name
-from compression.errors import InvalidModel, UnsafeArchive, UnsupportedFormat
+from compression.errors import InvalidModel, UnsafeArchive, UnsupportedFormat, is_out_of_memory
 from compression.intake_limits import IntakeLimits
 from compression.io.onnx_offload import Weights, take
 
@@ -50,6 +50,8 @@ def read_onnx_archive(path: str, limits: IntakeLimits, weights: Weights) -> onnx
     try:
         proto = onnx.load_model_from_string(files.pop(models[0]))
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise UnsupportedFormat(f"{models[0]} in the archive is not a readable ONNX model") from exc
     folder = posixpath.dirname(models[0])
     for tensor in external_tensors(proto):

@@ -19,7 +19,12 @@ import onnx
 from onnx import numpy_helper, version_converter
 
 from compression.data.sniff import sniff
-from compression.errors import InvalidModel, UnsupportedFormat, UnsupportedOperator
+from compression.errors import (
+    InvalidModel,
+    UnsupportedFormat,
+    UnsupportedOperator,
+    is_out_of_memory,
+)
 from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits
 from compression.intake_limits import check as check_limit
 from compression.io.fx_flatten import normalize_flattens
@@ -68,6 +73,8 @@ def _read(path: str, weights: Weights, limits: IntakeLimits) -> onnx.ModelProto:
         try:
             proto = onnx.load(path, load_external_data=False)
         except Exception as exc:
+            if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+                raise
             raise UnsupportedFormat(f"the file is not a readable ONNX model: {exc}") from exc
         if any(True for _ in external_tensors(proto)):
             raise InvalidModel(
@@ -126,6 +133,8 @@ def _convertible(proto: onnx.ModelProto, registry: Any) -> onnx.ModelProto:
         try:
             proto = version_converter.convert_version(proto, CONVERTIBLE_OPSET)
         except Exception as exc:
+            if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+                raise
             raise UnsupportedOperator(
                 f"the model uses opset {_opset(proto)} and could not be converted to opset "
                 f"{CONVERTIBLE_OPSET}: {exc}"
@@ -173,6 +182,8 @@ def _conversion_error(proto: onnx.ModelProto, error: Exception) -> UnsupportedOp
             )  # fmt: skip
             converter(onnx_node, graph)
         except Exception as exc:
+            if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+                raise
             culprit, reason = _node_label(node, index), f"{type(exc).__name__}: {exc}"
             break
     return UnsupportedOperator(
@@ -194,6 +205,8 @@ def load_onnx(path: str, limits: IntakeLimits = DEFAULT_LIMITS) -> LoadedModel:
     try:
         gm = onnx2torch.convert(proto)
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise _conversion_error(proto, exc) from exc
     del proto
     loaded = LoadedModel(gm.eval(), input_shape, probe_classifier(gm, input_shape), "onnx")

@@ -14,7 +14,7 @@ import math
 from torch import fx
 from torch.export.pt2_archive._package import load_pt2 as read_pt2_archive
 
-from compression.errors import CompressionError, InvalidModel, UnsupportedFormat
+from compression.errors import CompressionError, InvalidModel, UnsupportedFormat, is_out_of_memory
 from compression.intake_limits import DEFAULT_LIMITS, IntakeLimits, check
 from compression.io.fx_flatten import normalize_flattens
 from compression.io.fx_lift import lift_modules
@@ -61,6 +61,8 @@ def load_exported(
         programs = read_pt2_archive(stream()).exported_programs
         gm = programs["model"].module()
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise InvalidModel(f"torch.export could not load {what}: {exc}") from exc
     return fx.GraphModule(lift_modules(gm), gm.graph)  # a plain GraphModule: eval() works
 

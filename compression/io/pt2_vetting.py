@@ -52,7 +52,7 @@ from torch._export.serde.serialize import _SYM_OPS, _dict_to_dataclass
 from torch._export.serde.union import _Union
 from torch.export.pt2_archive import constants as layout
 
-from compression.errors import InvalidModel, UnsafeArchive, UnsupportedFormat
+from compression.errors import InvalidModel, UnsafeArchive, UnsupportedFormat, is_out_of_memory
 from compression.intake_limits import IntakeLimits, check, check_ratio
 
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # all miniz reads
@@ -313,6 +313,8 @@ def _vet_pickle(data: bytes, record: str) -> None:
     try:
         torch.load(io.BytesIO(data), weights_only=True)
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise InvalidModel(
             f".pt2 member {record!r} is a pickle that holds more than plain tensors; "
             "it was not loaded"
@@ -324,6 +326,8 @@ def _dataclass(cls: type, data: Any, record: str) -> Any:
     try:
         return _dict_to_dataclass(cls, data)
     except Exception as exc:
+        if is_out_of_memory(exc):  # the task's memory limit, not a bad file
+            raise
         raise InvalidModel(f".pt2 member {record!r} does not follow torch's schema") from exc
 
 

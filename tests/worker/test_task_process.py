@@ -1,0 +1,209 @@
+"""Jobs and validations run in a child process under memory and time limits; a child killed
+by a limit ends its record with a stable code, and the process that started it stays up."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.dispatch import RUN_JOB, VALIDATE_DATASET
+from core.ids import new_id
+from core.keys import create_key, create_project
+from core.settings import Settings
+from core.tables import DatasetRecord, Job, ModelRecord
+from tests.api.helpers import upload, wait_for
+from worker import tasks
+from worker.in_process import InProcessDispatcher
+from worker.resources import Resources, build_resources
+from worker.task_process import run_in_child
+
+FAST = {"attribution": {"samples": 64}, "evaluation": {"latency_repeats": 3}}
+
+
+def _settings(postgres: str, tmp_path: Path, **limits: float) -> Settings:
+    return Settings(
+        database_url=postgres, redis_url=None, data_dir=tmp_path / "data",
+        storage_backend="local", **limits,
+    )  # fmt: skip
+
+
+@contextmanager
+def _service(settings: Settings) -> Iterator[tuple[TestClient, Resources]]:
+    resources = build_resources(settings)
+    dispatcher = InProcessDispatcher(resources).start()
+    with TestClient(create_app(settings, dispatcher)) as client:
+        with client.app.state.sessionmaker() as session, session.begin():
+            key = create_key(session, create_project(session, "limits")).key
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client, resources
+    dispatcher.stop()
+
+
+@pytest.fixture
+def tight_memory(clean_postgres: str, tmp_path: Path) -> Iterator[tuple[TestClient, Resources]]:
+    """Tasks may use 2 GiB of address space (a child forked from the fork server starts near
+    1.4 GiB with torch loaded); archives may inflate as much as they like."""
+    settings = _settings(
+        clean_postgres, tmp_path, task_memory_limit_mb=2048, max_compression_ratio=100_000
+    )
+    with _service(settings) as service:
+        yield service
+
+
+@pytest.fixture
+def short_jobs(clean_postgres: str, tmp_path: Path) -> Iterator[tuple[TestClient, Resources]]:
+    """Jobs are asked to stop after 4 s."""
+    with _service(_settings(clean_postgres, tmp_path, job_soft_time_limit=4)) as service:
+        yield service
+
+
+def _zeros_npz(samples: int, side: int) -> bytes:
+    """A dataset a few hundred KB on the wire that decodes to samples x side x side bytes."""
+    buffer = io.BytesIO()
+    x = np.zeros((samples, 1, side, side), dtype=np.uint8)
+    np.savez_compressed(buffer, x=x, y=np.arange(samples, dtype=np.int64) % 10)
+    return buffer.getvalue()
+
+
+def test_a_dataset_past_the_memory_limit_is_invalid_and_the_api_keeps_answering(
+    tight_memory: tuple[TestClient, Resources], digits_npz: bytes
+) -> None:
+    client, resources = tight_memory
+    # 1 GiB of uint8 once decoded: inside the intake limits (4 GiB), past the task's memory
+    hungry = upload(client, "datasets", _zeros_npz(16384, 256), "zeros.npz")
+    answered = []
+    while (body := client.get(f"/v1/datasets/{hungry['id']}").json())["status"] == "pending":
+        started = time.perf_counter()
+        assert client.get("/healthz").status_code == 200
+        answered.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    assert (body["status"], body["error"]["code"]) == ("invalid", "resource_limit")
+    assert "2048 MiB" in body["error"]["message"]
+    assert answered and max(answered) < 2.0  # the API was never held up by the validation
+    stored = (resources.settings.data_dir / "objects").rglob("*")
+    assert not [path for path in stored if path.is_file()]  # the refused bytes are gone
+    # the same service, the same limit: an ordinary dataset validates
+    fine = upload(client, "datasets", digits_npz, "digits.npz")
+    assert wait_for(client, f"/v1/datasets/{fine['id']}", {"ready", "invalid"})["status"] == (
+        "ready"
+    )
+
+
+def test_a_job_past_its_soft_time_limit_fails_with_time_limit(
+    short_jobs: tuple[TestClient, Resources], digits_model_pt2: bytes, digits_npz: bytes
+) -> None:
+    client, _ = short_jobs
+    model = upload(client, "models", digits_model_pt2, "digits.pt2")
+    dataset = upload(client, "datasets", digits_npz, "digits.npz")
+    for path in (f"/v1/models/{model['id']}", f"/v1/datasets/{dataset['id']}"):
+        assert wait_for(client, path, {"ready", "invalid"})["status"] == "ready"
+    spec = {  # a sweep of eight points with fine-tuning: far more than 4 s of work
+        "steps": [{"type": "prune_filters", "ratio": 0.5}, {"type": "finetune", "epochs": 3}],
+        "sweep": {"parameter": "ratio", "values": [0.1 * n for n in range(1, 9)]},
+        **FAST,
+    }
+    response = client.post(
+        "/v1/jobs", json={"model_id": model["id"], "dataset_id": dataset["id"], **spec}
+    )
+    assert response.status_code == 201, response.text
+    job = response.json()
+    done = wait_for(client, f"/v1/jobs/{job['id']}", {"succeeded", "failed"}, timeout=120)
+    assert (done["status"], done["error"]["code"]) == ("failed", "time_limit")
+
+
+# The Celery pool process forks its child directly; these drive that path with handlers the
+# child inherits (a task that is killed, that hangs, that allocates past the limit).
+
+
+def _killed(resources: Resources, record_id: str) -> str:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
+
+
+def _hangs(resources: Resources, record_id: str) -> str:
+    time.sleep(600)
+    return "unreachable"
+
+
+def _allocates(resources: Resources, record_id: str) -> str:
+    blocks = [bytearray(256 * 1024**2) for _ in range(64)]  # 16 GiB, far past the limit
+    return str(len(blocks))
+
+
+@pytest.fixture
+def resources(clean_postgres: str, tmp_path: Path) -> Iterator[Resources]:
+    resources = build_resources(
+        _settings(clean_postgres, tmp_path, task_memory_limit_mb=3072, job_time_limit=3)
+    )
+    yield resources
+    resources.close()
+
+
+def _records(resources: Resources, status: str) -> tuple[str, str]:
+    """A project's model and dataset rows (the children below never read the files)."""
+    with resources.sessionmaker() as session, session.begin():
+        project = create_project(session, f"celery-path-{status}")
+        ids = []
+        for table, kind in ((ModelRecord, "model"), (DatasetRecord, "dataset")):
+            key = f"projects/{project.id}/{kind}/upload.bin"
+            resources.storage.put_bytes(key, b"x")
+            record = table(
+                id=new_id(kind), name="upload", project_id=project.id, filename="upload.bin",
+                storage_key=key, size_bytes=1, sha256="0" * 64, status=status,
+            )  # fmt: skip
+            session.add(record)
+            ids.append(record.id)
+    return ids[0], ids[1]
+
+
+@pytest.fixture
+def digits_job(resources: Resources) -> str:
+    model_id, dataset_id = _records(resources, "ready")
+    with resources.sessionmaker() as session, session.begin():
+        project_id = session.get(ModelRecord, model_id).project_id
+        job = Job(
+            id=new_id("job"), project_id=project_id, model_id=model_id, dataset_id=dataset_id,
+            spec={},
+        )  # fmt: skip
+        session.add(job)
+    return job.id
+
+
+@pytest.mark.parametrize(
+    ("handler", "code"),
+    [(_killed, "resource_limit"), (_allocates, "resource_limit")],
+    ids=["killed by the kernel", "allocates past the limit"],
+)
+def test_a_validation_child_that_dies_is_recorded_invalid_and_its_bytes_deleted(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch, handler, code: str
+) -> None:
+    monkeypatch.setitem(tasks.HANDLERS, VALIDATE_DATASET, handler)
+    _, record_id = _records(resources, "pending")
+    assert run_in_child(resources, VALIDATE_DATASET, record_id, start="fork") == code
+    with resources.sessionmaker() as session:
+        record = session.get(DatasetRecord, record_id)
+        assert (record.status, record.error_code) == ("invalid", code)
+    assert not resources.storage.exists(record.storage_key)
+
+
+def test_a_job_child_past_the_hard_time_limit_is_killed_and_failed(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch, digits_job: str
+) -> None:
+    monkeypatch.setitem(tasks.HANDLERS, RUN_JOB, _hangs)
+    started = time.monotonic()
+    assert run_in_child(resources, RUN_JOB, digits_job, start="fork") == "time_limit"
+    assert 3 <= time.monotonic() - started < 20
+    with resources.sessionmaker() as session:
+        job = session.get(Job, digits_job)
+        assert (job.status, job.error_code) == ("failed", "time_limit")
+        assert "3 s" in job.error_message
