@@ -70,14 +70,27 @@ class IntegerOnnxReport:
 
 def export_fp32(module: nn.Module, example: torch.Tensor) -> ModelProto:
     """The float32 ONNX model at opset ``OPSET``, without exporter metadata (stack traces,
-    source paths), with a dynamic batch dimension."""
+    source paths), with a dynamic batch dimension.
+
+    A model with batch norm is exported unoptimized: the exporter's optimizer folds each
+    batch norm into the convolution before it, so no conv weight in the file equals the torch
+    weight its codes describe and every such conv would stay float32 in ``model.onnx``.
+    onnxruntime folds the batch norm itself when it loads the (integer) model."""
     program = export_program(module, example)
+    optimize = not any(
+        isinstance(layer, nn.modules.batchnorm._BatchNorm) for layer in module.modules()
+    )
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             onnx_program = torch.onnx.export(
-                program, (example,), dynamo=True, opset_version=OPSET, verbose=False
+                program,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                verbose=False,
+                optimize=optimize,
             )
         model = onnx_program.model_proto
     except Exception as exc:

@@ -140,6 +140,30 @@ def test_every_bit_width_decodes_exactly(bits: int, storage: str) -> None:
         assert _close(_run(integer, x), model(x).numpy())
 
 
+def test_convolutions_followed_by_batch_norm_keep_their_codes() -> None:
+    """The exporter's optimizer would fold the batch norm into the conv weight, which then
+    matches no codes; the batch norm stays a node and the conv is stored as integers."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 10),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2.0)
+    values = torch.randint(-7, 8, model[0].weight.shape)
+    encoding = QuantizedWeights(4, torch.rand(8) * 0.05 + 0.01, values)
+    with torch.no_grad():
+        model[0].weight.copy_(encoding.dequantize())
+    fp32 = export_fp32(model, torch.rand(2, 3, 8, 8))
+    assert "BatchNormalization" in {node.op_type for node in fp32.graph.node}
+    integer, report = integer_onnx(fp32, model, {"0": encoding}, {})
+    assert report.float_layers == [] and report.layers["0"].storage[0] == "int4"
+    x = torch.rand(4, 3, 8, 8)
+    with torch.no_grad():
+        assert _close(_run(integer, x), model(x).numpy())
+
+
 @pytest.mark.parametrize(("clusters", "storage"), [(16, "uint4"), (200, "uint8"), (30, "bits5")])
 def test_codebooks_of_every_size_decode_exactly(clusters: int, storage: str) -> None:
     torch.manual_seed(clusters)
