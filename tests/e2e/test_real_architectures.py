@@ -109,11 +109,13 @@ def _wait(client: httpx.Client, path: str, done: set[str], timeout: float = 900)
 
 
 # One job per architecture, the export formats taking turns (each format meets 2-3
-# architectures): the default run. The other 16 combinations are the slow part.
+# architectures), and the other 16 combinations: minutes each on two cores, so both run in
+# `make test-slow` (CI runs it after `make test`).
 ROTATION = [(name, USER_FORMATS[index % 3]) for index, name in enumerate(ARCHITECTURES)]
 REST = [(n, f) for n in ARCHITECTURES for f in USER_FORMATS if (n, f) not in ROTATION]
 
 
+@pytest.mark.slow
 def test_each_architecture_compresses_over_http(server, export, tmp_path):
     _compress_all(server, {key: export(*key) for key in ROTATION}, tmp_path)
 
