@@ -39,6 +39,7 @@ from core.tables import DatasetRecord, Job, ModelRecord
 from worker.resources import Resources, build_resources
 from worker.runner import TRANSIENT
 from worker.tasks import HANDLERS
+from worker.validation import end_upload
 
 log = logging.getLogger("worker.task_process")
 
@@ -165,20 +166,15 @@ def _ask_to_stop_after(seconds: int) -> None:
 def _record_end(resources: Resources, task: str, record_id: str, code: str, message: str) -> None:
     """End the record of a child that could not: a job ``failed`` (or ``cancelled`` when a
     cancel was pending), an upload ``invalid`` with its bytes deleted."""
-    with resources.sessionmaker() as session, session.begin():
-        if task == RUN_JOB:
-            job = session.get(Job, record_id, with_for_update=True)
-            if job is None or job.status in TERMINAL:
-                return
-            if job.status == "cancelling":
-                set_status(session, job, "cancelled", reason=message)
-            else:
-                fail(session, job, code, message)
-            return
+    if task != RUN_JOB:
         table = ModelRecord if task == VALIDATE_MODEL else DatasetRecord
-        record = session.get(table, record_id)
-        if record is None or record.status != "pending":
+        end_upload(resources, table, record_id, "invalid", code, message)
+        return
+    with resources.sessionmaker() as session, session.begin():
+        job = session.get(Job, record_id, with_for_update=True)
+        if job is None or job.status in TERMINAL:
             return
-        record.status, record.error_code, record.error_message = "invalid", code, message
-        storage_key = record.storage_key
-    resources.storage.delete(storage_key)
+        if job.status == "cancelling":
+            set_status(session, job, "cancelled", reason=message)
+        else:
+            fail(session, job, code, message)

@@ -58,15 +58,32 @@ def _validate(
                 log.exception("validating %s failed unexpectedly", record_id)
                 code = "invalid_upload"
                 message = f"The file could not be read ({type(exc).__name__})."
+    end_upload(resources, table, record_id, status, code, message, found)
+    return status
+
+
+def end_upload(
+    resources: Resources,
+    table: type[ModelRecord] | type[DatasetRecord],
+    record_id: str,
+    status: str,
+    code: str | None,
+    message: str | None,
+    found: dict[str, Any] | None = None,
+) -> None:
+    """Record how a pending upload's validation ended (by the validation itself, or by the
+    parent of a child that died); an upload no longer pending is left alone, so a second
+    validation of the same upload never overwrites the first or deletes what it accepted."""
     with resources.sessionmaker() as session, session.begin():
         record = session.get(table, record_id)
-        for name, value in found.items():
+        if record is None or record.status != "pending":
+            return
+        for name, value in (found or {}).items():
             setattr(record, name, value)
         record.status, record.error_code, record.error_message = status, code, message
         storage_key = record.storage_key
     if status == "invalid":  # the record says why; the refused bytes serve no one
         resources.storage.delete(storage_key)
-    return status
 
 
 def _inspect_model(path: Path, record: ModelRecord, limits: IntakeLimits) -> dict[str, Any]:
