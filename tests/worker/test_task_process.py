@@ -52,10 +52,11 @@ def _service(settings: Settings) -> Iterator[tuple[TestClient, Resources]]:
 @pytest.fixture
 def tight_memory(clean_postgres: str, tmp_path: Path) -> Iterator[tuple[TestClient, Resources]]:
     """Tasks may use 2 GiB of address space (a child forked from the fork server starts near
-    1.4 GiB with torch loaded); archives may inflate as much as they like."""
+    1.4 GiB with torch loaded); archives may inflate as much as they like, and decode to 8 GiB."""
     settings = _settings(
-        clean_postgres, tmp_path, task_memory_limit_mb=2048, max_compression_ratio=100_000
-    )
+        clean_postgres, tmp_path, task_memory_limit_mb=2048, max_compression_ratio=100_000,
+        max_decoded_dataset_bytes=8 * 1024**3,
+    )  # fmt: skip
     with _service(settings) as service:
         yield service
 
@@ -79,8 +80,9 @@ def test_a_dataset_past_the_memory_limit_is_invalid_and_the_api_keeps_answering(
     tight_memory: tuple[TestClient, Resources], digits_npz: bytes
 ) -> None:
     client, resources = tight_memory
-    # 1 GiB of uint8 once decoded: inside the intake limits (4 GiB), past the task's memory
-    hungry = upload(client, "datasets", _zeros_npz(16384, 256), "zeros.npz")
+    # 1.5 GiB of uint8 once decoded: inside the intake limits, past the task's memory on its
+    # own (1 GiB passed on a quiet machine, where the child starts with less address space)
+    hungry = upload(client, "datasets", _zeros_npz(24576, 256), "zeros.npz")
     answered = []
     while (body := client.get(f"/v1/datasets/{hungry['id']}").json())["status"] == "pending":
         started = time.perf_counter()
