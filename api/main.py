@@ -24,7 +24,8 @@ from api.problem_details import install_handlers
 from api.routes import health, jobs, reports, webhooks
 from api.routes.uploads import DATASET, MODEL, MULTIPART_OVERHEAD_BYTES, upload_router
 from api.schemas import PROBLEM_RESPONSES
-from core.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from core.db import make_read_sessionmaker, make_sessionmaker
+from core.db_guard import guarded_engine
 from core.dispatch import CeleryDispatcher, Dispatcher
 from core.settings import Settings, get_settings
 from core.storage import make_storage
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
                 "(make run), or set REDIS_URL for the distributed deployment"
             )
         dispatcher = CeleryDispatcher(settings.redis_url, settings.queue_name)
-    engine = make_engine(settings)
+    engine, db_guard = guarded_engine(settings)  # 503 at once while Postgres is away
     directory = incoming_dir(settings)
 
     wakeups = EventWakeups(settings)
@@ -56,10 +57,14 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_incoming(directory, settings))
+        if db_guard:
+            db_guard.start()
         await wakeups.start()
         yield
         await wakeups.stop()
         sweeper.cancel()
+        if db_guard:
+            db_guard.stop()
         engine.dispose()  # return every pooled connection when the server stops
 
     app = FastAPI(

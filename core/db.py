@@ -16,7 +16,9 @@ from core.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, pre_ping: bool = True) -> Engine:
+    """The engine for ``settings``' database. ``pre_ping=False`` leaves pinging a pooled
+    connection to whoever checks it out (``core.db_guard``, which bounds the ping)."""
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,7 @@ def make_engine(settings: Settings) -> Engine:
     }
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=10,
         max_overflow=20,
         pool_timeout=settings.database_connect_timeout_seconds,

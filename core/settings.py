@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     database_statement_timeout_seconds: float = Field(
         60.0, gt=0, description="Postgres cancels a statement (or lock wait) running this long."
     )
+    database_hang_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="The API takes the database for down when a new connection, or a call "
+        "while a fresh connection cannot answer either, has no answer in this long: requests "
+        "then answer 503 at once until a background probe gets an answer (core.db_guard).",
+    )
     database_retry_seconds: float = Field(
         120.0,
         ge=0,

@@ -1,15 +1,20 @@
 """Real processes for the distributed tests: Celery workers (job and housekeeping), beat, and
-throwaway Redis servers that a test may stop and start again (never the machine's own)."""
+throwaway Redis and Postgres servers that a test may stop, freeze and start again (never the
+machine's own)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import psycopg
 
 from core.settings import Settings
 from tests.conftest import ROOT
@@ -62,6 +67,76 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+class PostgresServer:
+    """A throwaway Postgres cluster (``initdb``) on a port of its own, in its own process
+    group, so that a test can freeze it (SIGSTOP: the kernel still accepts connections and
+    data, nobody answers) and thaw it. Run as the ``postgres`` user when the tests run as
+    root (Postgres refuses root)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="xai-pg-"))
+        user = "postgres" if os.geteuid() == 0 else None
+        if user:
+            shutil.chown(self.root, user)
+        data = self.root / "data"
+        subprocess.run(
+            ["initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E",
+             "UTF8"], user=user, check=True, capture_output=True,
+        )  # fmt: skip
+        self.port = free_port()
+        self.log = self.root / "postgres.log"
+        self.process = subprocess.Popen(
+            ["postgres", "-D", str(data), "-p", str(self.port), "-k", str(self.root),
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            user=user, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_until(self._answers, 30, "postgres", interval=0.2)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        try:
+            psycopg.connect(self.url.replace("+psycopg", ""), connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def _processes(self) -> list[int]:
+        """The postmaster, then its backends (each in a process group of its own)."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == self.process.pid:  # the parent pid
+                children.append(int(stat.parent.name))
+        return [self.process.pid, *children]
+
+    def freeze(self) -> None:
+        for pid in self._processes():  # the postmaster first: it forks no backend after
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.thaw()
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def service_env(settings: Settings, broker: str) -> dict[str, str]:
