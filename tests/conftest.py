@@ -8,12 +8,16 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
+
+if TYPE_CHECKING:
+    from tests.s3_faults import FaultyS3, MotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = os.environ.get("TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -81,3 +85,25 @@ def digits_model_pt2(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("model") / "digits.pt2"
     export_pt2(model, x[:2], path)
     return path.read_bytes()
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """A real S3 server (moto's, over HTTP on loopback), empty."""
+    from tests.s3_faults import S3_ENV, MotoServer  # moto loads only for the tests using it
+
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def faulty_s3(s3_server: MotoServer) -> Iterator[FaultyS3]:
+    """An HTTP front for ``s3_server`` that breaks the requests a test chooses."""
+    from tests.s3_faults import FaultyS3
+
+    front = FaultyS3(s3_server.url)
+    yield front
+    front.close()

@@ -148,7 +148,7 @@ def upload_router(kind: UploadKind) -> APIRouter:
             name = _record_name(upload.fields, upload.filename)
             record_id = new_id(kind.name)
             key = f"projects/{project_id}/{kind.plural}/{record_id}/{upload.filename}"
-            await run_in_threadpool(storage.put_file, key, upload.path)
+            await run_in_threadpool(storage.put_new_file, key, upload.path)
         finally:
             upload.path.unlink(missing_ok=True)
         record = record_type(

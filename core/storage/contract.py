@@ -8,12 +8,14 @@ above this layer.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+log = logging.getLogger("core.storage")
 
 
 class StorageError(Exception):
@@ -81,6 +83,29 @@ class Storage(ABC):
         file into memory. The file may be moved or deleted by this call; callers clean up with
         ``path.unlink(missing_ok=True)`` afterwards.
         """
+
+    def put_new_file(self, key: str, path: Path) -> None:
+        """`put_file` under a key nothing else uses (one made of a fresh id), leaving nothing
+        behind when it fails.
+
+        A write that fails may still have landed: the store took the bytes and the answer was
+        lost, or the retry after a timeout went through. So on failure the key is deleted too,
+        as far as the store can be reached, and the write's error is raised; a store that is
+        down for deletes as well keeps the object (the delete is logged, never hides the error).
+        """
+        try:
+            self.put_file(key, path)
+        except StorageError:
+            try:
+                self._forget(key)
+            except StorageError as exc:
+                log.warning("a failed write may have left %r behind: %s", key, exc)
+            raise
+
+    def _forget(self, key: str) -> None:
+        """The delete after a failed write; a backend whose calls retry makes it one try, so
+        a store that hangs costs the caller one more timeout, not another round of retries."""
+        self.delete(key)
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None:

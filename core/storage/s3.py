@@ -61,17 +61,18 @@ class S3Storage(Storage):
         self.region = region
         self.presign_seconds = presign_seconds
         self._bucket_ready = False
-        config = Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
-        )
         # A session per storage: boto3's default session is shared global state.
         session = boto3.session.Session()
 
-        def client(url: str | None) -> Any:
+        def client(url: str | None, attempts: int = max_attempts) -> Any:
+            config = Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                # total, the first try included (botocore's "max_attempts" counts retries only)
+                retries={"mode": "standard", "total_max_attempts": attempts},
+            )
             return session.client(
                 "s3",
                 endpoint_url=url,
@@ -82,6 +83,7 @@ class S3Storage(Storage):
             )
 
         self._client = client(endpoint_url)
+        self._one_try = client(endpoint_url, attempts=1)
         # Presigned URLs are signed for the address clients use, which in a container
         # network differs from the one the service uses.
         self._presigner = client(public_endpoint_url) if public_endpoint_url else self._client
@@ -178,6 +180,10 @@ class S3Storage(Storage):
         validate_key(key)
         with contextlib.suppress(ObjectNotFound), self._errors(key):
             self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _forget(self, key: str) -> None:
+        with contextlib.suppress(ObjectNotFound), self._errors(key):
+            self._one_try.delete_object(Bucket=self.bucket, Key=key)
 
     def delete_prefix(self, prefix: str) -> None:
         folder = validate_prefix(prefix) + "/"

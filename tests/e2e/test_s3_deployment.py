@@ -4,40 +4,18 @@ artifact downloads redirect to short-lived presigned URLs."""
 from __future__ import annotations
 
 import hashlib
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
-import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.e2e.server import EmbeddedServer
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for name, value in S3_ENV.items():
-        monkeypatch.setenv(name, value)
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+from tests.s3_faults import MotoServer, free_port
 
 
 def test_jobs_run_on_s3_and_downloads_are_presigned(
-    s3_endpoint: str, tmp_path: Path, digits_model_pt2: bytes, digits_npz: bytes
+    s3_server: MotoServer, tmp_path: Path, digits_model_pt2: bytes, digits_npz: bytes
 ) -> None:
+    s3_endpoint = s3_server.url
     env = {
         "STORAGE_BACKEND": "s3",
         "S3_ENDPOINT_URL": s3_endpoint,
@@ -45,7 +23,7 @@ def test_jobs_run_on_s3_and_downloads_are_presigned(
         "S3_ACCESS_KEY_ID": "test",
         "S3_SECRET_ACCESS_KEY": "test",
     }
-    server = EmbeddedServer(tmp_path, _free_port(), env)
+    server = EmbeddedServer(tmp_path, free_port(), env)
     try:
         key = (tmp_path / "data" / "api-key").read_text().strip()
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as api:
@@ -73,8 +51,7 @@ def test_jobs_run_on_s3_and_downloads_are_presigned(
             onnx_bytes = httpx.get(location).content  # no API key: the URL itself grants access
             assert hashlib.sha256(onnx_bytes).hexdigest() == artifacts["model.onnx"]["sha256"]
 
-        bucket = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="e2e-bucket")["Contents"]]
+        keys = s3_server.keys("e2e-bucket")
         assert any(k.endswith("/m.pt2") for k in keys)
         assert any(k.endswith(f"/jobs/{job['id']}/attempt-1/model.onnx") for k in keys)
         assert not any(Path(k).name == "m.pt2" for k in tmp_path.rglob("*") if k.is_file())
