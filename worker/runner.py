@@ -14,7 +14,7 @@ import logging
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,8 +277,7 @@ def _compress(
     shown = eval_data if eval_data is not None else data
     report = _report(job_id, metrics, spec, model, result, shown)
     (out / "report.html").write_text(report, encoding="utf-8")
-    for path in sorted(out.iterdir()):
-        _store_artifact(resources, job_id, progress.attempt, path)
+    _store_artifacts(resources, job_id, progress.attempt, sorted(out.iterdir()))
     return metrics
 
 
@@ -327,50 +326,71 @@ def _export(
     return metrics
 
 
-def _store_artifact(resources: Resources, job_id: str, attempt: int, path: Path) -> None:
-    """Store one file under a key of this attempt's own and record it, fenced: a superseded
-    attempt never overwrites the object or the row of the attempt that owns the job, and
-    what it stored is deleted again."""
+def _store_artifacts(resources: Resources, job_id: str, attempt: int, paths: list[Path]) -> None:
+    """Store the attempt's files under keys of its own, then record them all in one fenced
+    transaction, so the job lists one attempt's whole set or none of it.
+
+    When a write fails (the store is down) or the attempt was superseded, what the attempt
+    stored is deleted again, as far as the store can be reached; once a set is recorded, the
+    objects of every earlier attempt go (including what a store down for deletes kept), so the
+    bucket ends holding the recorded set and nothing else.
+    """
+    project_id = _read(resources, job_id, lambda session: session.get(Job, job_id).project_id)
+    files = [(path, path.stat().st_size, _sha256(path)) for path in paths]
+    key = f"{_attempt_prefix(project_id, job_id, attempt)}/{{}}".format
+
+    def record(session: Session, job: Job) -> str:
+        for old in session.scalars(select(Artifact).where(Artifact.job_id == job_id)):
+            session.delete(old)  # a retried job replaces what an earlier attempt recorded
+        session.flush()
+        for path, size, digest in files:
+            session.add(
+                Artifact(
+                    id=new_id("artifact"),
+                    job_id=job_id,
+                    name=path.name,
+                    storage_key=key(path.name),
+                    content_type=CONTENT_TYPES[path.name],
+                    size_bytes=size,
+                    sha256=digest,
+                )
+            )
+            append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})
+        return "stored"
+
+    try:
+        for path, _, _ in files:  # a write that failed yet landed goes with the prefix below
+            resources.storage.put_file(key(path.name), path)
+        outcome = _fenced_write(resources, job_id, attempt, record)
+    except BaseException:
+        _forget_attempts(resources, project_id, job_id, [attempt])  # no object without its row
+        raise
+    if outcome == "superseded":
+        _forget_attempts(resources, project_id, job_id, [attempt])
+        raise AttemptSuperseded(job_id, attempt)
+    _forget_attempts(resources, project_id, job_id, range(1, attempt))
+
+
+def _attempt_prefix(project_id: str, job_id: str, attempt: int) -> str:
+    return f"projects/{project_id}/jobs/{job_id}/attempt-{attempt}"
+
+
+def _forget_attempts(
+    resources: Resources, project_id: str, job_id: str, attempts: Iterable[int]
+) -> None:
+    """Delete the objects of these attempts; a store that cannot delete now is logged, not
+    raised (the caller's own outcome stands, and the next attempt to record a set retries)."""
+    for attempt in attempts:
+        prefix = _attempt_prefix(project_id, job_id, attempt)
+        try:
+            resources.storage.delete_prefix(prefix)
+        except StorageUnavailable as exc:
+            log.warning("could not delete %s yet: %s", prefix, exc)
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    size = path.stat().st_size
-    project_id = _read(resources, job_id, lambda session: session.get(Job, job_id).project_id)
-    key = f"projects/{project_id}/jobs/{job_id}/attempt-{attempt}/{path.name}"
-    resources.storage.put_file(key, path)
-    replaced: list[str] = []
-
-    def record(session: Session, job: Job) -> str:
-        existing = session.scalar(
-            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == path.name)
-        )
-        if existing is not None:  # a retried job replaces what an earlier attempt stored
-            replaced.append(existing.storage_key)
-            session.delete(existing)
-            session.flush()
-        session.add(
-            Artifact(
-                id=new_id("artifact"),
-                job_id=job_id,
-                name=path.name,
-                storage_key=key,
-                content_type=CONTENT_TYPES[path.name],
-                size_bytes=size,
-                sha256=digest.hexdigest(),
-            )
-        )
-        append_event(session, job, "artifact", {"name": path.name, "size_bytes": size})
-        return "stored"
-
-    try:
-        outcome = _fenced_write(resources, job_id, attempt, record)
-    except BaseException:
-        resources.storage.delete(key)  # no object without its record
-        raise
-    if outcome == "superseded":
-        resources.storage.delete(key)
-        raise AttemptSuperseded(job_id, attempt)
-    for old_key in replaced:
-        if old_key != key:
-            resources.storage.delete(old_key)
+    return digest.hexdigest()
