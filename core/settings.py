@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         description="No heartbeat for this long: the job's worker is taken for dead and the job "
         "requeued (a live worker beats every few seconds, also inside one long operation).",
     )
+    worker_shutdown_grace_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="A worker asked to stop (SIGTERM) lets its running job or validation go on "
+        "this long, then hands it back to the queue for another worker. Keep it 20 s below "
+        "the orchestrator's stop grace period (compose: 2 min), which then kills the worker.",
+    )
     reap_interval_seconds: float = Field(10.0, gt=0, description="How often the reaper looks.")
     sweep_interval_seconds: float = Field(
         10.0, gt=0, description="How often the outbox sweeper dispatches what is due."

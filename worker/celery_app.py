@@ -16,6 +16,10 @@ plus one reaper interval; its unacknowledged message is redelivered once the bro
 visibility timeout (the job's hard time limit plus a minute) has passed, and is then skipped
 by the claim, since the row says the job is running elsewhere or finished.
 
+A worker asked to stop (SIGTERM) lets its job or validation run on for
+``worker_shutdown_grace_seconds``, then hands it back: the job is ``queued`` again, fenced by
+its attempt, and dispatched to another worker at once (``worker.shutdown``).
+
 Each job and validation runs in a child of the pool process under the memory and time
 limits (``worker.task_process``), which records a child killed by a limit; Celery's own hard
 limit, a little longer, is the backstop for the pool process around it.
@@ -32,6 +36,7 @@ from core.webhook_sender import deliver_due
 from worker.reaper import reap_and_requeue
 from worker.resources import default_resources
 from worker.runner import TRANSIENT
+from worker.shutdown import hand_back_after
 from worker.task_process import ChildTransientFailure, run_in_child
 from worker.tasks import DELIVER_WEBHOOKS, HANDLERS, HOUSEKEEPING, REAP, SWEEP
 
@@ -95,11 +100,16 @@ def _register(name: str) -> None:
         max_retries=60,
     )
     def task(record_id: str) -> str:
-        return run_in_child(default_resources(), name, record_id, start="fork")
+        resources = default_resources()
+        outcome = run_in_child(resources, name, record_id, start="fork")
+        if outcome == "handed_back":  # the worker is stopping: another one takes it now
+            outbox.dispatch(resources.sessionmaker, JobQueue(), name, record_id)
+        return outcome
 
 
 for _name in HANDLERS:
     _register(_name)
+hand_back_after(settings.worker_shutdown_grace_seconds, frozenset(HANDLERS))
 
 
 @app.task(name=REAP)

@@ -49,6 +49,7 @@ from jobspec import Spec
 from worker.job_progress import Heartbeat, JobProgress, heartbeat_interval
 from worker.mlflow_logging import log_job
 from worker.resources import Resources, fetch, job_runtime
+from worker.shutdown import HandBack
 
 log = logging.getLogger("worker.runner")
 T = TypeVar("T")
@@ -84,6 +85,8 @@ def run_job(resources: Resources, job_id: str) -> str:
     except AttemptSuperseded:
         log.warning("attempt %d of %s was superseded; it stopped", attempt, job_id)
         return "superseded"
+    except HandBack:
+        return _hand_back(resources, job_id, attempt)
     except TRANSIENT as exc:
         return _requeue(resources, job_id, attempt, exc)
     except Cancelled:
@@ -171,6 +174,33 @@ def _requeue(resources: Resources, job_id: str, attempt: int, exc: Exception) ->
         return "requeued"
 
     return _fenced_write(resources, job_id, attempt, requeue)
+
+
+def _hand_back(resources: Resources, job_id: str, attempt: int) -> str:
+    """The worker is shutting down (``worker.shutdown``): give the job back to the queue, to
+    be dispatched again through the outbox, and remove what this attempt stored, so that a
+    waiting job shows no half of a result. A job being cancelled is cancelled instead. The
+    attempt keeps its number (the fence); the claim still gives up after ``MAX_ATTEMPTS``."""
+    stored: list[str] = []
+
+    def hand_back(session: Session, job: Job) -> str:
+        prefix = f"projects/{job.project_id}/jobs/{job_id}/attempt-{attempt}/"
+        for artifact in session.scalars(select(Artifact).where(Artifact.job_id == job_id)):
+            if artifact.storage_key.startswith(prefix):
+                session.delete(artifact)
+        stored.append(prefix)
+        if job.status == "cancelling":
+            set_status(session, job, "cancelled", reason="cancelled while its worker shut down")
+            return "cancelled"
+        set_status(session, job, "queued", reason="its worker shut down; handed back")
+        job.dispatched_at = None  # due for the outbox until a dispatch succeeds
+        return "handed_back"
+
+    outcome = _fenced_write(resources, job_id, attempt, hand_back)
+    for prefix in stored:  # after the commit: no record points at these objects any more
+        resources.storage.delete_prefix(prefix)
+    log.warning("attempt %d of %s: %s (the worker is shutting down)", attempt, job_id, outcome)
+    return outcome
 
 
 def _claim(resources: Resources, job_id: str) -> int | None:

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import time
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Literal
@@ -38,6 +39,7 @@ from core.settings import Settings
 from core.tables import DatasetRecord, Job, ModelRecord
 from worker.resources import Resources, build_resources
 from worker.runner import TRANSIENT
+from worker.shutdown import HAND_BACK_SECONDS, HandBack, raise_on_sigterm, stop_requested
 from worker.tasks import HANDLERS
 from worker.validation import end_upload
 
@@ -49,6 +51,8 @@ MEMORY_EXIT = 75
 """Exit status of a child whose task hit the memory limit before it could record it."""
 TRANSIENT_EXIT = 76
 """Exit status of a child stopped by the service's own dependencies (database, storage)."""
+HANDED_BACK_EXIT = 77
+"""Exit status of a child that gave its work back because the worker is shutting down."""
 
 
 class ChildTransientFailure(Exception):
@@ -59,7 +63,8 @@ class ChildTransientFailure(Exception):
 
 def run_in_child(resources: Resources, task: str, record_id: str, start: StartMethod) -> str:
     """Run ``HANDLERS[task](record_id)`` in a child under the limits; return how it ended
-    (``done``, or the code the record was failed with)."""
+    (``done``; ``handed_back`` or ``killed`` when the worker shut down meanwhile, see
+    ``worker.shutdown``; or the code the record was failed with)."""
     settings = resources.settings
     hard = settings.job_time_limit if task == RUN_JOB else settings.validation_time_limit
     child = _context(start).Process(
@@ -69,13 +74,20 @@ def run_in_child(resources: Resources, task: str, record_id: str, start: StartMe
         daemon=True,  # a stopping API does not wait for a job; the job is requeued at start
     )
     _start(child)
-    child.join(hard)
+    deadline = time.monotonic() + hard
+    with stop_requested() as stopping:
+        while child.is_alive() and not stopping.is_set() and time.monotonic() < deadline:
+            child.join(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+    if stopping.is_set() and child.is_alive():
+        return _hand_back(child, task, record_id)
     if child.is_alive():
         child.kill()
         child.join()
         code, message = "time_limit", f"The work ran past {hard} s and was stopped."
     elif child.exitcode == 0:
         return "done"
+    elif child.exitcode == HANDED_BACK_EXIT:  # the whole process group got SIGTERM at once
+        return "handed_back"
     elif child.exitcode == TRANSIENT_EXIT:
         raise ChildTransientFailure(f"task {task}({record_id}) met a dependency outage")
     elif child.exitcode in (MEMORY_EXIT, -signal.SIGKILL):
@@ -90,6 +102,26 @@ def run_in_child(resources: Resources, task: str, record_id: str, start: StartMe
         message = "The worker process stopped unexpectedly; the worker log has details."
     _record_end(resources, task, record_id, code, message)
     return code
+
+
+POLL_SECONDS = 0.5
+"""How often the parent looks for a shutdown request while its child works."""
+
+
+def _hand_back(child: BaseProcess, task: str, record_id: str) -> str:
+    """The worker is shutting down: ask the child to give its work back (``HandBack``), wait
+    ``HAND_BACK_SECONDS`` for it, then kill it (its job is then the reaper's)."""
+    log.warning("task %s(%s): the worker is shutting down, handing it back", task, record_id)
+    child.terminate()
+    child.join(HAND_BACK_SECONDS)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        log.error("task %s(%s) did not hand back in time; killed", task, record_id)
+        return "killed"
+    if child.exitcode == 0:  # finished meanwhile, or a job being cancelled was cancelled
+        return "done"
+    return "handed_back" if child.exitcode == HANDED_BACK_EXIT else "killed"
 
 
 def _start(child: BaseProcess) -> None:
@@ -119,12 +151,16 @@ def _child_main(task: str, record_id: str, settings: Settings, environ: dict[str
     os.environ.clear()
     os.environ.update(environ)
     _die_with_parent()
+    raise_on_sigterm()
     apply_memory_limit(settings)
     if task == RUN_JOB:
         _ask_to_stop_after(settings.job_soft_time_limit)
     resources = build_resources(settings)
     try:
-        HANDLERS[task](resources, record_id)
+        if HANDLERS[task](resources, record_id) == "handed_back":
+            os._exit(HANDED_BACK_EXIT)
+    except HandBack:  # before the job was claimed, or a validation: nothing to write
+        os._exit(HANDED_BACK_EXIT)
     except MemoryError:  # raised before the task could record it (a task records its own)
         os._exit(MEMORY_EXIT)
     except TRANSIENT:

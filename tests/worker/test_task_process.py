@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,15 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.main import create_app
 from core.dispatch import RUN_JOB, VALIDATE_DATASET
 from core.ids import new_id
 from core.keys import create_key, create_project
 from core.settings import Settings
-from core.tables import DatasetRecord, Job, ModelRecord
+from core.tables import Artifact, DatasetRecord, Job, JobEvent, ModelRecord
 from tests.api.helpers import upload, wait_for
-from worker import tasks
+from tests.worker.processes import wait_until
+from worker import runner, tasks
 from worker.in_process import InProcessDispatcher
 from worker.resources import Resources, build_resources
 from worker.task_process import run_in_child
@@ -209,3 +212,56 @@ def test_a_job_child_past_the_hard_time_limit_is_killed_and_failed(
         job = session.get(Job, digits_job)
         assert (job.status, job.error_code) == ("failed", "time_limit")
         assert "3 s" in job.error_message
+
+
+def _stores_then_works_on(resources: Resources, job_id: str, workdir: Path, progress) -> None:
+    """The job's work, standing in for compress(): one artifact stored, then a long wait."""
+    (workdir / "metrics.json").write_text("{}")
+    runner._store_artifact(resources, job_id, progress.attempt, workdir / "metrics.json")
+    time.sleep(600)
+
+
+def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
+    clean_postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool process's side of a worker shutdown (worker.shutdown): SIGTERM while it waits
+    for the child; the child's runner writes the job back to queued on its attempt, removes
+    the artifact row and object the attempt stored, and exits; the parent returns at once."""
+    resources = build_resources(_settings(clean_postgres, tmp_path, job_time_limit=120))
+    monkeypatch.setattr(runner, "_execute", _stores_then_works_on)  # the forked child's too
+    model_id, dataset_id = _records(resources, "ready")
+    with resources.sessionmaker() as session, session.begin():
+        project_id = session.get(ModelRecord, model_id).project_id
+        job = Job(
+            id=new_id("job"), project_id=project_id, model_id=model_id, dataset_id=dataset_id,
+            spec={},
+        )  # fmt: skip
+        session.add(job)
+
+    def stored() -> bool:
+        with resources.sessionmaker() as session:
+            return session.scalar(select(Artifact).where(Artifact.job_id == job.id)) is not None
+
+    def ask_back() -> None:  # what the Celery main process does after the grace
+        wait_until(stored, 30, "the attempt's first artifact")
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # never kill pytest
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=ask_back, daemon=True).start()
+    started = time.monotonic()
+    try:
+        assert run_in_child(resources, RUN_JOB, job.id, start="fork") == "handed_back"
+        assert time.monotonic() - started < 30
+        with resources.sessionmaker() as session:
+            row = session.get(Job, job.id)
+            assert (row.status, row.attempts, row.error_code) == ("queued", 1, None)
+            assert row.dispatched_at is None  # due for the outbox
+            assert session.scalars(select(Artifact).where(Artifact.job_id == job.id)).all() == []
+            statuses = session.scalars(
+                select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.type == "status")
+            ).all()
+        assert [s["status"] for s in statuses] == ["running", "queued"]
+        jobs_dir = resources.settings.resolved_storage_path / f"projects/{project_id}/jobs"
+        assert not list(jobs_dir.rglob("*.json"))  # the stored object is gone too
+    finally:
+        resources.close()
