@@ -177,18 +177,18 @@ def _requeue(resources: Resources, job_id: str, attempt: int, exc: Exception) ->
 
 
 def _hand_back(resources: Resources, job_id: str, attempt: int) -> str:
-    """The worker is shutting down (``worker.shutdown``): give the job back to the queue, to
-    be dispatched again through the outbox, and remove what this attempt stored, so that a
-    waiting job shows no half of a result. A job being cancelled is cancelled instead. The
-    attempt keeps its number (the fence); the claim still gives up after ``MAX_ATTEMPTS``."""
-    stored: list[str] = []
+    """The worker is shutting down: give the job back to the queue, to be dispatched again
+    through the outbox, and remove what this attempt stored, so that a waiting job shows no
+    part of a result. A job being cancelled is cancelled instead. The attempt keeps its number
+    (the fence); the claim still gives up after ``MAX_ATTEMPTS``."""
+    project: list[str] = []
 
     def hand_back(session: Session, job: Job) -> str:
-        prefix = f"projects/{job.project_id}/jobs/{job_id}/attempt-{attempt}/"
+        prefix = _attempt_prefix(job.project_id, job_id, attempt) + "/"
         for artifact in session.scalars(select(Artifact).where(Artifact.job_id == job_id)):
             if artifact.storage_key.startswith(prefix):
                 session.delete(artifact)
-        stored.append(prefix)
+        project[:] = [job.project_id]
         if job.status == "cancelling":
             set_status(session, job, "cancelled", reason="cancelled while its worker shut down")
             return "cancelled"
@@ -197,8 +197,8 @@ def _hand_back(resources: Resources, job_id: str, attempt: int) -> str:
         return "handed_back"
 
     outcome = _fenced_write(resources, job_id, attempt, hand_back)
-    for prefix in stored:  # after the commit: no record points at these objects any more
-        resources.storage.delete_prefix(prefix)
+    if project:  # after the commit: no record points at these objects any more
+        _forget_attempts(resources, project[0], job_id, [attempt])
     log.warning("attempt %d of %s: %s (the worker is shutting down)", attempt, job_id, outcome)
     return outcome
 

@@ -217,7 +217,7 @@ def test_a_job_child_past_the_hard_time_limit_is_killed_and_failed(
 def _stores_then_works_on(resources: Resources, job_id: str, workdir: Path, progress) -> None:
     """The job's work, standing in for compress(): one artifact stored, then a long wait."""
     (workdir / "metrics.json").write_text("{}")
-    runner._store_artifact(resources, job_id, progress.attempt, workdir / "metrics.json")
+    runner._store_artifacts(resources, job_id, progress.attempt, [workdir / "metrics.json"])
     time.sleep(600)
 
 
