@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from compression.errors import InvalidSpec
-from compression.quantization import quantization_error
+from compression.progress import within
+from compression.quantization import quantization_errors
 
 MAX_TABLE = 1 << 24  # DP cells (layers x budget units): under a second and 32 MiB at most
 
@@ -49,14 +50,21 @@ def allocate_bits(
     layers: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     candidate_bits: Sequence[int],
     average_bits: float,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, int]:
-    """Bit width per layer, given each layer's (weight, per-weight importance)."""
+    """Bit width per layer, given each layer's (weight, per-weight importance).
+
+    Measuring the errors is the work (every candidate width of every weight);
+    ``progress(fraction)`` follows it by weights done, a slice of channels at a time, so a
+    single 100M-weight layer is no silent stretch."""
     widths = sorted(set(candidate_bits))
-    errors = {
-        name: {bits: quantization_error(weight, importance, bits) for bits in widths}
-        for name, (weight, importance) in layers.items()
-    }
     sizes = {name: weight.numel() for name, (weight, _) in layers.items()}
+    total, done = max(sum(sizes.values()), 1), 0
+    errors = {}
+    for name, (weight, importance) in layers.items():
+        part = within(progress, done / total, (done + sizes[name]) / total)
+        errors[name] = quantization_errors(weight, importance, widths, part)
+        done += sizes[name]
     return allocate_from_errors(errors, sizes, average_bits)
 
 

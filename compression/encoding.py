@@ -38,7 +38,8 @@ class QuantizedWeights:
 
     bits: int
     scales: torch.Tensor  # (out_channels,) float32, > 0
-    values: torch.Tensor  # int64, the weight's shape, in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
+    values: torch.Tensor  # integers of the weight's shape in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
+    # (int8 up to 8 bits, int16 above when quantized here; int64 when read from a file)
 
     @property
     def max_level(self) -> int:
@@ -46,7 +47,7 @@ class QuantizedWeights:
 
     def dequantize(self) -> torch.Tensor:
         shape = (-1,) + (1,) * (self.values.dim() - 1)
-        return self.values.to(torch.float32) * self.scales.view(shape)
+        return self.values.to(torch.float32).mul_(self.scales.view(shape))
 
     def to(self, device: torch.device | str) -> QuantizedWeights:
         """The same encoding with its tensors on ``device``."""

@@ -205,9 +205,11 @@ def _run(
         )  # fmt: skip
         before = replace(before, latency_ms=latency.before.median_ms)
         after = replace(after, latency_ms=latency.after.median_ms)
-        report = save_packed(
-            working.module, working.example, packed_path, working.encodings, working.masks
-        )
+        with monitor.within(0.8, 1.0):
+            report = save_packed(
+                working.module, working.example, packed_path, working.encodings, working.masks,
+                progress=monitor.report,
+            )  # fmt: skip
         packed = report.total_bytes
     compressed = LoadedModel(working.module, model.input_shape, model.num_classes, model.source)
     first_scores = working.scores[0] if working.scores else None

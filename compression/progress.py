@@ -112,6 +112,16 @@ class Monitor:
             self.report(done / max(total, 1))
 
 
+def within(
+    progress: Callable[[float], None] | None, start: float, end: float
+) -> Callable[[float], None] | None:
+    """``progress`` for a part of the work occupying [start, end] of it (plain callbacks'
+    ``Monitor.within``; None stays None)."""
+    if progress is None:
+        return None
+    return lambda fraction: progress(start + fraction * (end - start))
+
+
 def tracked_batches(
     data: Dataset, batch_size: int, monitor: Monitor | None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

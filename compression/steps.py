@@ -183,22 +183,31 @@ def _quantize_mixed(
         for name in select_layers(working.layers, step.type, step.layer_types, step.layers)
         if not isinstance(working.encodings.get(name), SharedWeights)
     ]
-    importance = _importance(working, step.allocation, names, criterion, data, monitor)
+    with monitor.within(0.0, 0.4):  # attribution, when the scores are not cached
+        importance = _importance(working, step.allocation, names, criterion, data, monitor)
     put = working.runtime.put  # quantization errors of every candidate width, on the device
     layers = {
         name: (
             working.layers[name].weight.detach(),
             put(importance[name]) if importance[name] is not None
-            else torch.ones_like(working.layers[name].weight),
+            else torch.ones((), device=working.layers[name].weight.device).expand(
+                working.layers[name].weight.shape),  # all alike, without a copy per weight
         )
         for name in names
     }  # fmt: skip
-    bits = allocate_bits(layers, step.candidate_bits, step.average_bits)
-    for name in names:
-        quantized = quantize_weight(working.layers[name].weight.detach(), bits[name]).to("cpu")
-        working.encodings[name] = quantized
-        working.set_weight(name, quantized.dequantize())
+    del importance
+    with monitor.within(0.4, 0.8):
+        bits = allocate_bits(layers, step.candidate_bits, step.average_bits, monitor.report)
+    del layers
     sizes = {name: working.layers[name].weight.numel() for name in names}
+    total, done = max(sum(sizes.values()), 1), 0
+    for name in names:  # reported by weights done: one wide layer is most of the work
+        with monitor.within(0.8 + 0.2 * done / total, 0.8 + 0.2 * (done + sizes[name]) / total):
+            weight = working.layers[name].weight.detach()
+            quantized = quantize_weight(weight, bits[name], monitor.report).to("cpu")
+            working.encodings[name] = quantized
+            working.set_weight(name, quantized.dequantize())
+        done += sizes[name]
     return {"bits": bits, "average_bits": average_bits(bits, sizes)}
 
 

@@ -39,7 +39,7 @@ from compression.encoding import LayerEncoding
 from compression.errors import ExportFailed
 from compression.io import LoadedModel
 from compression.io.export import check_onnx
-from compression.progress import Monitor
+from compression.progress import Monitor, within
 from jobspec import Int8Runtime, Spec
 
 DELIVERED = "model.onnx"
@@ -81,7 +81,7 @@ def deliver_onnx(
     latency = compare_ort_latency(
         session(original_onnx.SerializeToString(), threads), session(out / DELIVERED, threads),
         compressed.input_shape, spec.evaluation.latency_batch, threads,
-        spec.evaluation.latency_repeats,
+        spec.evaluation.latency_repeats, progress=within(monitor.report, 0.45, 0.6),
     )  # fmt: skip
     monitor.report(0.6)
     metrics: dict[str, Any] = {

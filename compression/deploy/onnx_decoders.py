@@ -216,13 +216,14 @@ class Decoder:
             self.storage.append(f"int{width}")
             raw = _raw(values, width, signed=True)
             return self.tensor(NATIVE_SIGNED[width], dims, raw), NATIVE_SIGNED[width]
-        codes = self.codes(values.reshape(-1) + level, bits, dims)
+        codes = self.codes(values.reshape(-1).astype(np.int64) + level, bits, dims)
         return self.op("Sub", [codes, self.int64(level)]), TensorProto.INT64
 
     def stream_bytes(self, count: int, bits: int) -> int:
         """What ``codes`` or ``signed`` would take for ``count`` codes of ``bits`` bits."""
         native = native_bytes(count, bits)
-        return native if _native_width(bits) == bits else min(native, self.packed_cost(count, bits))
+        packed = self.packed_cost(count, bits)
+        return native if _native_width(bits) == bits or native <= packed else int(packed)
 
     def gaps(
         self, positions: np.ndarray, aligned_values: Callable[[int], int] | None = None

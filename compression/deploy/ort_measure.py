@@ -9,6 +9,7 @@ measurement never depends on whatever onnxruntime picks for the machine.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,13 @@ def compare_ort_latency(
     threads: int,
     repeats: int = 30,
     warmup: int = 3,
+    progress: Callable[[float], None] | None = None,
 ) -> LatencyComparison:
-    """Two sessions timed alternately on one fixed random batch (``compare_runs``)."""
+    """Two sessions timed alternately on one fixed random batch (``compare_runs``, which
+    reports ``progress`` after each pair)."""
     x = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
     feeds = [{model.get_inputs()[0].name: x} for model in (before, after)]
     return compare_runs(
         lambda: before.run(None, feeds[0]), lambda: after.run(None, feeds[1]),
-        threads=threads, batch=batch, repeats=repeats, warmup=warmup,
+        threads=threads, batch=batch, repeats=repeats, warmup=warmup, progress=progress,
     )  # fmt: skip

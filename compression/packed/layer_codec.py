@@ -101,7 +101,7 @@ class LayerCodes:
                 zero_index(codebook), {"codebook": codebook}, codebook.numel(), entropy,
             )  # fmt: skip
         if isinstance(encoding, QuantizedWeights):
-            codes = encoding.values.reshape(-1).cpu() + encoding.max_level
+            codes = encoding.values.reshape(-1).cpu().to(torch.int32) + encoding.max_level
             scales = encoding.scales.detach().cpu().to(torch.float32)
             return cls(
                 "quantized", codes, encoding.bits, encoding.max_level, {"scales": scales},

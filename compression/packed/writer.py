@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,22 +62,33 @@ def save_packed(
     encodings: Mapping[str, LayerEncoding],
     masks: Mapping[str, torch.Tensor],
     entropy: bool = True,
+    progress: Callable[[float], None] | None = None,
 ) -> PackedReport:
     """Pack ``module`` whose named layers carry encodings and/or keep-masks; ``example`` is an
     input batch of at least 2 samples for torch.export (only its shape is used). ``entropy``
-    off stores every section plain (to see what entropy coding gains)."""
+    off stores every section plain (to see what entropy coding gains). ``progress(fraction)``
+    hears of each layer coded, by weights (coding is most of the time; one wide layer can
+    take seconds)."""
     names = _packed_layers(module, encodings, masks)
-    coded = [
-        encode_layer(name, _weight(module, name), encodings.get(name), masks.get(name), entropy)
-        for name in names
-    ]
+    sizes = [_weight(module, name).numel() for name in names]
+    total, done = max(sum(sizes), 1), 0
+    coded = []
+    for name, size in zip(names, sizes, strict=True):
+        weight = _weight(module, name)
+        coded.append(encode_layer(name, weight, encodings.get(name), masks.get(name), entropy))
+        done += size
+        if progress is not None:
+            progress(0.9 * done / total)  # the architecture and the file follow
     architecture, tensors, front, plain_tensors = _architecture(module, example, names, entropy)
     header = Header(
         architecture=architecture, tensors=tensors, layers=[entry for entry, _ in coded]
     )
     payloads = front + [payload for _, layer_payloads in coded for payload in layer_payloads]
     data = assemble(header, payloads)
+    del payloads
     Path(path).write_bytes(data)
+    if progress is not None:
+        progress(1.0)
     section_bytes = {name: stream.length for name, stream in section_order(header)}
     return PackedReport(
         total_bytes=len(data),
