@@ -7,7 +7,8 @@ only the codes. Pieces:
 - integer streams: 4/8/16-bit codes as UINT4/UINT8/UINT16 (or INT4/INT8/INT16) initializers,
   read with ``Cast``; other widths bit-packed exactly as in the packed format (a UINT8
   initializer) and unpacked by the model-local function ``unpack_bits`` (BitShift,
-  BitwiseAnd, ReduceSum), whichever takes fewer bytes;
+  BitwiseAnd, ReduceSum), whichever takes fewer bytes, as long as onnxruntime folds the
+  unpacking (``FOLD_LIMIT_BYTES``);
 - quantized layers: ``Cast(q) * scales`` per output channel, or ``DequantizeLinear`` (axis 0)
   on request: onnxruntime never folds a DequantizeLinear on a weight (it keeps QDQ groups
   intact), so that form decodes the weight on every run (about 8x slower at batch 1 on a
@@ -120,6 +121,12 @@ def _scatter_gaps() -> FunctionProto:
 
 FUNCTIONS = {"unpack_bits": _unpack_bits, "scatter_gaps": _scatter_gaps}
 CALL_BYTES = 64
+FOLD_LIMIT_BYTES = 1 << 28
+"""The largest n x bits int64 grid ``unpack_bits`` may build (n codes). onnxruntime did not
+fold the unpacking of VGG-11-BN's 50M-weight 5-bit layer (a 2.0 GB grid), so model.onnx
+unpacked it on every run: 15-55 s and 8.6 GB RSS per batch-1 inference. A layer beyond the
+limit is stored at its native width (int8 for 5-7 bits: a third more bytes), which folds
+to a plain Cast when the session starts."""
 """About what a call node and its two small initializers take, for choosing a form."""
 
 
@@ -203,7 +210,10 @@ class Decoder:
         flat = self.op("unpack_bits", [stored, self.int64s([codes.size, bits])])
         return flat if len(dims) == 1 else self.op("Reshape", [flat, self.int64s(dims)])
 
-    def packed_cost(self, count: int, bits: int) -> int:
+    def packed_cost(self, count: int, bits: int) -> float:
+        """Bytes of the bit-packed form; infinite past ``FOLD_LIMIT_BYTES`` (never chosen)."""
+        if count * bits * 8 > FOLD_LIMIT_BYTES:
+            return math.inf
         extra = 0 if "unpack_bits" in self.functions else function_bytes("unpack_bits")
         return math.ceil(count * bits / 8) + CALL_BYTES + extra
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from compression import zoo
+from compression.deploy import onnx_decoders
 from compression.deploy.integer_onnx import export_fp32, integer_onnx
 from compression.deploy.onnx_decoders import DOMAIN, FUNCTIONS
 from compression.encoding import QuantizedWeights, SharedWeights
@@ -135,6 +136,32 @@ def test_every_bit_width_decodes_exactly(bits: int, storage: str) -> None:
     fp32 = export_fp32(model, torch.rand(2, 3, 8, 8))
     integer, report = integer_onnx(fp32, model, {"fc": encoding}, {})
     assert report.layers["fc"].storage[0] == storage
+    x = torch.rand(4, 3, 8, 8)
+    with torch.no_grad():
+        assert _close(_run(integer, x), model(x).numpy())
+
+
+def test_a_layer_too_wide_to_unpack_at_load_is_stored_natively(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Past FOLD_LIMIT_BYTES of unpacking grid, 6-bit codes are stored as INT8 (a Cast that
+    onnxruntime folds) instead of bit-packed codes it would unpack on every run."""
+    torch.manual_seed(0)
+    model = Wide().eval()
+    values = torch.randint(-31, 32, model.fc.weight.shape)
+    encoding = QuantizedWeights(6, torch.rand(40) * 0.01 + 0.001, values)
+    with torch.no_grad():
+        model.fc.weight.copy_(encoding.dequantize())
+    fp32 = export_fp32(model, torch.rand(2, 3, 8, 8))
+    grid = values.numel() * 6 * 8  # the int64 n x bits grid of unpack_bits
+    monkeypatch.setattr(onnx_decoders, "FOLD_LIMIT_BYTES", grid)
+    assert integer_onnx(fp32, model, {"fc": encoding}, {})[1].layers["fc"].storage[0] == "bits6"
+    monkeypatch.setattr(onnx_decoders, "FOLD_LIMIT_BYTES", grid - 1)
+    integer, report = integer_onnx(fp32, model, {"fc": encoding}, {})
+    assert report.layers["fc"].storage[0] == "int8"
+    assert _optimized_ops(integer, tmp_path / "opt.onnx") == _optimized_ops(
+        fp32, tmp_path / "f.onnx"
+    )
     x = torch.rand(4, 3, 8, 8)
     with torch.no_grad():
         assert _close(_run(integer, x), model(x).numpy())
