@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.db_guard = db_guard  # None on SQLite
     app.state.sessionmaker = make_sessionmaker(engine)  # transactions that may write
     app.state.read_sessionmaker = make_read_sessionmaker(engine)  # never wait for writers
     app.state.storage = make_storage(settings)

@@ -9,11 +9,11 @@ pay the wait, and the threads of the server fill up with requests that hang.
 So the API's engine is guarded (workers are not: they ride an outage out by retrying):
 
 - a new connection that has not answered within ``database_hang_seconds`` counts as failed;
-- a connection checked out for longer than half of that makes the guard *suspect* a hang: it
-  probes with a fresh connection (``SELECT 1``); when the probe does not answer within the
-  other half, the database is hung, and the sockets of the connections waiting on it are shut
-  down, so their calls fail at once (the API answers 503) — a slow but healthy query is left
-  alone, since its probe answers;
+- a connection checked out for longer than a third of that makes the guard *suspect* a hang:
+  it probes with a fresh connection (``SELECT 1``, some 20-60 ms on a loaded loopback); when
+  the probe does not answer within the other two thirds, the database is hung, and the sockets
+  of the connections waiting on it are shut down, so their calls fail at once (the API answers
+  503) — a slow but healthy query is left alone, since its probe answers;
 - after any such failure the guard is *open*: checkouts fail at once, without touching the
   network, while a background probe asks the database every ``PROBE_SECONDS``; its first answer
   closes the guard again. Without the background thread (an app never started), the guard
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -46,7 +47,7 @@ log = logging.getLogger("core.db_guard")
 PROBE_SECONDS = 0.5
 """While open, how often the background probe asks the database."""
 OPEN_SECONDS = 1.0
-"""How long a failure keeps the guard open when no probe closes or renews it."""
+"""How long a failure keeps the guard open when no watchdog runs to probe and close it."""
 TICK_SECONDS = 0.1
 """How often the watchdog looks at the checked-out connections."""
 
@@ -103,6 +104,8 @@ class DatabaseGuard:
         self.busy: dict[Any, tuple[float, Any]] = {}
         """Checked-out connections: pool record -> (since, DBAPI connection)."""
         self.open_until = 0.0
+        self.probes = 0
+        """Probes made so far (what the watchdog did, for the logs' readers and the tests)."""
         self.reason = ""
         self.connect_args: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.stopping = threading.Event()
@@ -127,16 +130,21 @@ class DatabaseGuard:
         if self.watchdog is not None:
             self.watchdog.join()
             self.watchdog = None
+        with self.lock:
+            self.open_until = min(self.open_until, time.monotonic() + OPEN_SECONDS)
 
     def _refusal(self) -> Exception:
         return self.dbapi.OperationalError(f"the database is unavailable ({self.reason})")
 
     def _trip(self, reason: str) -> None:
+        """Open: until the background probe gets an answer, or for ``OPEN_SECONDS`` when no
+        watchdog runs (then a request tries again)."""
         with self.lock:
             if not self.is_open:
                 log.warning("database unavailable (%s): failing fast until it answers", reason)
             self.reason = reason
-            self.open_until = time.monotonic() + OPEN_SECONDS
+            running = self.watchdog is not None and not self.stopping.is_set()
+            self.open_until = math.inf if running else time.monotonic() + OPEN_SECONDS
 
     def _connect(self, dialect: Any, _record: Any, cargs: tuple, cparams: dict) -> Any:
         """``do_connect``: refuse at once while open; otherwise connect, but stop waiting
@@ -176,6 +184,7 @@ class DatabaseGuard:
         if self.connect_args is None:
             return True  # never connected: nothing to suspect yet
         cargs, cparams = self.connect_args
+        self.probes += 1
 
         def ask() -> None:
             with self.dbapi.connect(*cargs, **cparams) as connection:
@@ -188,30 +197,38 @@ class DatabaseGuard:
         return done
 
     def _watch(self) -> None:
+        """Every tick: probe for recovery while open, or for a hang when a checkout lasts.
+        A round that fails unexpectedly is logged and the next one runs: while this thread
+        lives, it is the only one that closes the guard."""
         last_probe = 0.0
         while not self.stopping.wait(TICK_SECONDS):
-            now = time.monotonic()
-            if now - last_probe < PROBE_SECONDS:
+            if time.monotonic() - last_probe < PROBE_SECONDS:
                 continue
-            if self.is_open:
-                last_probe = now
-                if self.probe(self.hang_seconds):
-                    with self.lock:
-                        self.open_until = 0.0
-                    log.warning("the database answers again")
-                else:
-                    self._trip(self.reason)
-                continue
-            suspect = self.hang_seconds / 2
-            with self.lock:
-                waiting = [conn for since, conn in self.busy.values() if now - since > suspect]
-            if not waiting:
-                continue
-            last_probe = now
-            if not self.probe(suspect):
-                self._trip(f"no answer within {self.hang_seconds:g} s")
-                for connection in waiting:
-                    _shut_down(connection)
+            try:
+                if self._look():
+                    last_probe = time.monotonic()
+            except Exception:
+                log.exception("the database guard's round failed")
+
+    def _look(self) -> bool:
+        """One round of the watchdog; whether it probed."""
+        now = time.monotonic()
+        if self.is_open:
+            if self.probe(self.hang_seconds):
+                with self.lock:
+                    self.open_until = 0.0
+                log.warning("the database answers again")
+            return True
+        suspect = self.hang_seconds / 3
+        with self.lock:
+            waiting = [conn for since, conn in self.busy.values() if now - since > suspect]
+        if not waiting:
+            return False
+        if not self.probe(self.hang_seconds - suspect):
+            self._trip(f"no answer within {self.hang_seconds:g} s")
+            for connection in waiting:
+                _shut_down(connection)
+        return True
 
 
 def _shut_down(connection: Any) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api.incoming import PREFIX
@@ -83,6 +84,18 @@ def test_a_database_outage_answers_503_at_once_and_recovers_by_itself(
     wait_until(lambda: client.get("/v1/jobs").status_code == 200, 3, "recovery")
     assert client.get("/v1/datasets").json()["data"] == []  # no half record ...
     assert not list((client.app.state.settings.data_dir / "objects").rglob("d.npz"))  # nor object
+
+
+def test_a_slow_query_on_a_healthy_database_is_not_taken_for_a_hang(
+    client: TestClient,
+) -> None:
+    """A statement running past database_hang_seconds makes the guard probe the database;
+    the probe answers, so the statement finishes and nothing answers 503."""
+    with client.app.state.read_sessionmaker() as session:
+        assert session.execute(text("SELECT pg_sleep(1.5), 1")).one()[1] == 1
+    guard = client.app.state.db_guard
+    assert not guard.is_open and guard.probes >= 1  # it looked, and let it be
+    assert client.get("/v1/jobs").status_code == 200
 
 
 def _timed_503s(client: TestClient, paths: tuple[str, ...]) -> list[float]:
