@@ -214,6 +214,14 @@ def test_a_job_child_past_the_hard_time_limit_is_killed_and_failed(
         assert "3 s" in job.error_message
 
 
+def _ask_back_once_listening(after: float = 0.3) -> None:
+    """What the Celery main process does after the grace: SIGTERM to this (the pool) process,
+    sent only once ``run_in_child`` listens for it (a SIGTERM before would end pytest)."""
+    wait_until(lambda: signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, 30, "a handler")
+    time.sleep(after)  # the child is at work
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _stores_then_works_on(resources: Resources, job_id: str, workdir: Path, progress) -> None:
     """The job's work, standing in for compress(): one artifact stored, then a long wait."""
     (workdir / "metrics.json").write_text("{}")
@@ -242,10 +250,9 @@ def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
         with resources.sessionmaker() as session:
             return session.scalar(select(Artifact).where(Artifact.job_id == job.id)) is not None
 
-    def ask_back() -> None:  # what the Celery main process does after the grace
+    def ask_back() -> None:
         wait_until(stored, 30, "the attempt's first artifact")
-        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # never kill pytest
-        os.kill(os.getpid(), signal.SIGTERM)
+        _ask_back_once_listening(after=0)
 
     threading.Thread(target=ask_back, daemon=True).start()
     started = time.monotonic()
@@ -265,3 +272,20 @@ def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
         assert not list(jobs_dir.rglob("*.json"))  # the stored object is gone too
     finally:
         resources.close()
+
+
+def test_a_validation_asked_to_stop_is_handed_back_untouched(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validation has nothing to write back: stopped, its upload stays pending with its
+    bytes, for the outbox to dispatch again (the Celery task does at once)."""
+    monkeypatch.setitem(tasks.HANDLERS, VALIDATE_DATASET, _hangs)
+    _, record_id = _records(resources, "pending")
+    threading.Thread(target=_ask_back_once_listening, daemon=True).start()
+    started = time.monotonic()
+    assert run_in_child(resources, VALIDATE_DATASET, record_id, start="fork") == "handed_back"
+    assert time.monotonic() - started < 10
+    with resources.sessionmaker() as session:
+        record = session.get(DatasetRecord, record_id)
+        assert (record.status, record.error_code) == ("pending", None)
+    assert resources.storage.exists(record.storage_key)

@@ -2,7 +2,8 @@
 gives its running job a grace period, then hands it back: the job is ``queued`` again on the
 same attempt number, dispatched at once, with nothing of the stopped attempt left in the
 database or in storage, no terminal status, and no process of the worker left; another worker
-then runs it to the end. End states are read from the database, storage and the broker."""
+then runs it, is asked to stop too, but within its (longer) grace, so it finishes the job
+first. End states are read from the database, storage and the broker."""
 
 from __future__ import annotations
 
@@ -118,10 +119,15 @@ def test_a_worker_asked_to_stop_hands_its_job_back_and_another_finishes_it(
         ]  # fmt: skip
         assert redis.Redis.from_url(BROKER).llen(settings.queue_name) == 1  # its message
 
-        second = CeleryProcess.job_worker(env, tmp_path / "second.log")
+        patient = {**env, "WORKER_SHUTDOWN_GRACE_SECONDS": "600"}  # longer than the job
+        second = CeleryProcess.job_worker(patient, tmp_path / "second.log")
+        wait_for(client, f"/v1/jobs/{job_id}", {"running"}, timeout=120)
+        second.process.send_signal(signal.SIGTERM)  # within its grace: the job runs to its end
         done = wait_for(client, f"/v1/jobs/{job_id}", {"succeeded", "failed"}, timeout=300)
         assert done["status"] == "succeeded", done["error"]
         assert done["attempts"] == 2
+        assert second.process.wait(timeout=60) == 0
+        assert "asking" not in second.log.read_text()
         assert [status for status, _ in _statuses(client, job_id)] == [
             "queued",
             "running",
