@@ -1,24 +1,31 @@
-"""Cost of all-layer DeepLIFT relevance: one pass vs a plain forward+backward vs captum.
+"""Cost of all-layer DeepLIFT relevance: one pass vs a plain forward+backward vs captum,
+and how that cost grows with the number of samples and the size of the model.
 
 Two plain passes bracket the cost: "input grad" is a forward and a backward of the explained
 logits to the input only (the floor: no weight gradients, nothing recorded); "training step"
 is a forward and a cross-entropy backward that also computes every weight gradient. Our
 engine adds a forward of the shared reference sample and the rule bookkeeping. captum
-computes one layer per LayerDeepLift call, each on the input and the reference batch. Same
-512 samples for all; the runs are interleaved and each timing is a median.
+computes one layer per LayerDeepLift call, each on the input and the reference batch. The
+runs of one table row are interleaved and each timing is a median.
 
-    python -m benchmarks.attribution_speed
+    python -m benchmarks.attribution_speed            # writes results/attribution_speed.md
+    python -m benchmarks.attribution_speed --quick    # fewer repeats, smaller growth grid
+
+``benchmarks.report`` embeds the same tables in BENCHMARKS.md (``sections``).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from captum.attr import LayerDeepLift
+from torch import nn
 
 from benchmarks.common import markdown_table, write_results
 from compression import zoo
@@ -28,15 +35,27 @@ from compression.attribution.normalize import normalize
 from compression.data import Dataset
 from compression.layers import weighted_layers
 
-SAMPLES = 512
-REPEATS = 7
+SAMPLES = 256
+CAPTUM_REPEATS = 3
+MODELS = (("small_cnn", {}), ("resnet20", {}))
+"""The comparison with captum: a 4-layer CNN and a 22-layer residual net."""
+GROWTH_MODELS = (
+    ("small_cnn", {}),
+    ("lenet5", {}),
+    ("vgg", {"width_multiplier": 0.125}),
+    ("resnet20", {}),
+    ("vgg", {"width_multiplier": 0.25}),
+)
+"""Growing parameter counts (about 10K to 2.3M) at 32x32 or smaller inputs."""
 
 
-def _interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def _interleaved_medians(
+    runs: dict[str, Callable[[], object]], repeats: int, warmup: bool = True
+) -> dict[str, float]:
     """Median seconds per run; one round runs each once, so drift hits all alike."""
     timings: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()  # warm-up
+    for run in runs.values() if warmup else ():
+        run()
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.perf_counter()
@@ -45,74 +64,124 @@ def _interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) ->
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
-def measure(name: str, args: dict) -> list[str]:
-    torch.manual_seed(0)
-    model, shape = zoo.build(name, args)
-    model.eval()
-    x = torch.rand(SAMPLES, *shape)
-    y = torch.randint(0, 10, (SAMPLES,))
-    data = Dataset(x, y, tuple(str(i) for i in range(10)))
-    layers = weighted_layers(model, x[:2])
+@dataclass
+class Subject:
+    """A model in eval mode with random inputs and labels, and its weighted layers."""
 
-    def input_grad() -> None:
-        leaf = x.clone().requires_grad_(True)
-        torch.autograd.grad(model(leaf).gather(1, y[:, None]).sum(), leaf)
+    label: str
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    layers: list[str]
 
-    def training_step() -> None:
-        model.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+    @classmethod
+    def build(cls, name: str, args: dict, samples: int) -> Subject:
+        torch.manual_seed(0)
+        model, shape = zoo.build(name, args)
+        model.eval()
+        x = torch.rand(samples, *shape)
+        y = torch.randint(0, 10, (samples,))
+        label = name + (f" x{args['width_multiplier']:g}" if "width_multiplier" in args else "")
+        return cls(label, model, x, y, list(weighted_layers(model, x[:2])))
 
-    def ours() -> None:
-        attribute(model, layers, data, batch_size=SAMPLES, channel_scores=("relevance",))
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
-    def ours_with_weights() -> None:
+    def input_grad(self) -> None:
+        leaf = self.x.clone().requires_grad_(True)
+        torch.autograd.grad(self.model(leaf).gather(1, self.y[:, None]).sum(), leaf)
+
+    def training_step(self) -> None:
+        self.model.zero_grad()
+        torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+
+    def ours(self, per_weight: bool = False) -> None:
+        data = Dataset(self.x, self.y, tuple(str(i) for i in range(10)))
         attribute(
-            model, layers, data, batch_size=SAMPLES, channel_scores=("relevance",), per_weight=True
-        )
+            self.model, self.layers, data, batch_size=len(self.x),
+            channel_scores=("relevance",), per_weight=per_weight,
+        )  # fmt: skip
 
-    gm = separate_chained_nonlinearities(normalize(model))
-
-    def captum_per_layer() -> None:
+    def captum_per_layer(self) -> None:
+        gm = separate_chained_nonlinearities(normalize(self.model))
         with warnings.catch_warnings(), patched_deeplift():
             warnings.simplefilter("ignore")
-            for layer_name in layers:
+            for layer_name in self.layers:
                 LayerDeepLift(gm, gm.get_submodule(layer_name)).attribute(
-                    x, baselines=torch.zeros_like(x), target=y
+                    self.x, baselines=torch.zeros_like(self.x), target=self.y
                 )
 
+
+def versus_captum(name: str, args: dict, repeats: int) -> list[str]:
+    """One row: the two plain passes, our one pass (with and without per-weight scores) and
+    captum's one call per layer, each also as a multiple of the floor and of a step."""
+    s = Subject.build(name, args, SAMPLES)
     fast = _interleaved_medians(
-        {"input": input_grad, "train": training_step, "ours": ours, "weights": ours_with_weights},
-        REPEATS,
-    )
-    captum = _interleaved_medians({"captum": captum_per_layer}, 3)["captum"]
+        {"input": s.input_grad, "train": s.training_step, "ours": s.ours,
+         "weights": lambda: s.ours(per_weight=True)},
+        repeats,
+    )  # fmt: skip
+    # captum's calls take seconds each and have nothing to warm beyond what ours warmed
+    captum = _interleaved_medians({"captum": s.captum_per_layer}, CAPTUM_REPEATS, False)["captum"]
     floor, step = fast["input"], fast["train"]
 
     def cell(seconds: float) -> str:
         return f"{seconds * 1000:.0f} ({seconds / floor:.2f}x / {seconds / step:.2f}x)"
 
     return [
-        name,
-        str(len(layers)),
-        f"{floor * 1000:.0f}",
-        f"{step * 1000:.0f}",
-        cell(fast["ours"]),
-        cell(fast["weights"]),
-        cell(captum),
-    ]
+        s.label, str(len(s.layers)), f"{floor * 1000:.0f}", f"{step * 1000:.0f}",
+        cell(fast["ours"]), cell(fast["weights"]), cell(captum),
+    ]  # fmt: skip
+
+
+def growth(name: str, args: dict, samples: int, repeats: int) -> list[str]:
+    """One row of the growth table: our pass against a training step on the same batch."""
+    s = Subject.build(name, args, samples)
+    medians = _interleaved_medians({"train": s.training_step, "ours": s.ours}, repeats)
+    return [
+        s.label, f"{s.parameters:,}", str(samples), f"{medians['train'] * 1000:.0f}",
+        f"{medians['ours'] * 1000:.0f}", f"{medians['ours'] / medians['train']:.2f}x",
+    ]  # fmt: skip
+
+
+def sections(quick: bool = False) -> dict[str, str]:
+    """The two tables, measured now: heading -> markdown."""
+    repeats = 3 if quick else 7
+    captum_rows = [versus_captum(name, args, repeats) for name, args in MODELS]
+    sample_counts = (128, 512) if quick else (128, 512, 1024)
+    models = GROWTH_MODELS[:3] if quick else GROWTH_MODELS
+    growth_rows = [
+        growth(name, args, samples, repeats)
+        for name, args in models
+        for samples in sample_counts
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    versus = (
+        f"One pass vs plain passes vs captum ({SAMPLES} samples, median of {repeats} runs, "
+        f"captum {CAPTUM_REPEATS}; {threads} thread(s), CPU)"
+    )
+    growing = f"Growth with samples and model size (median of {repeats} runs, {threads} thread(s))"
+    captum_header = ["model", "layers", "input grad (ms)", "training step (ms)",
+                     "one pass, all layers (ms, x input grad / x step)", "one pass + per-weight",
+                     "captum, one call per layer"]  # fmt: skip
+    growth_header = ["model", "parameters", "samples", "training step (ms)",
+                     "one pass, all layers (ms)", "one pass / step"]  # fmt: skip
+    return {
+        versus: markdown_table(captum_header, captum_rows),
+        growing: markdown_table(growth_header, growth_rows),
+    }
 
 
 def main() -> None:
-    torch.set_num_threads(2)
-    rows = [measure("small_cnn", {}), measure("resnet20", {})]
-    table = markdown_table(
-        ["model", "layers", "input grad (ms)", "training step (ms)",
-         "one pass, all layers (ms, x input grad / x step)", "one pass + per-weight",
-         "captum, one call per layer"],
-        rows,
-    )  # fmt: skip
-    heading = f"{SAMPLES} samples, median of {REPEATS} runs (captum: 3), 2 threads, CPU"
-    path = write_results("attribution_speed", "All-layer DeepLIFT cost", {heading: table}, rows)
-    print(f"{heading}\n{table}\nwritten to {path}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tables = sections(args.quick)
+    path = write_results("attribution_speed", "All-layer DeepLIFT cost", tables, tables)
+    print(path.read_text())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,9 @@ from compression.io import LoadedModel
 from compression.training import fit
 from compression.zoo.resnet import ResNet, ResNetArgs
 
-CACHE = Path(__file__).parent / ".cache" / "models"
+CACHE = Path(os.environ.get("XAI_BENCH_CACHE", Path(__file__).parent / ".cache" / "models"))
+"""Where trained models are kept; the environment variable moves it (tests: a temp dir that
+the report's worker processes see too)."""
 Half = Literal["tuning", "confirmation"]
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -22,6 +24,7 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +32,10 @@ from typing import Any
 
 import torch
 
+from benchmarks import attribution_speed, headline, latency_vs_macs
 from benchmarks.common import markdown_table
 from benchmarks.registry import PAIRS, Pair
+from benchmarks.registry import pair as pair_by_name
 from compression import Dataset, LoadedModel, Spec, compress
 
 ROOT = Path(__file__).parent.parent
@@ -170,12 +175,27 @@ def plan(
     ]
 
 
+def _run_keyed(
+    pair_name: str, seed: int, method: Method, criterion: str, tuned: bool, mode: Mode
+) -> list[dict[str, Any]]:
+    """``run_one`` with the pair by name, for a worker process (a pair holds closures)."""
+    torch.set_num_threads(1)
+    return run_one(pair_by_name(pair_name), seed, method, criterion, tuned, mode)
+
+
+def _train(pair_name: str, seed: int) -> None:
+    """Train (or find cached) one pair's model; distinct (pair, seed) write distinct files."""
+    torch.set_num_threads(1)
+    pair_by_name(pair_name).load(seed)
+
+
 def collect(
     mode: Mode, pairs: Sequence[Pair], log: Path, budget_s: float,
-    methods: Sequence[Method] = METHODS,
+    methods: Sequence[Method] = METHODS, jobs: int = 1,
 ) -> tuple[list[dict[str, Any]], int, int]:  # fmt: skip
-    """Run every planned combination not yet in ``log`` (appended as they finish) until the
-    budget is spent; return all rows, the runs done and the runs planned."""
+    """Run every planned combination not yet in ``log`` (appended as they finish, by this
+    process only) on ``jobs`` worker processes until the budget is spent; return all rows,
+    the runs done and the runs planned. Models are trained first, one (pair, seed) a task."""
     done: dict[str, list[dict[str, Any]]] = {}
     if log.exists():
         for line in log.read_text().splitlines():
@@ -184,20 +204,33 @@ def collect(
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     planned = plan(mode, pairs, methods)
-    keys = []
-    for pair, seed, method, criterion, tuned in planned:
-        key = f"{pair.name}|{seed}|{method.name}|{criterion}|{tuned}"
-        keys.append(key)
-        if key in done or time.monotonic() - started > budget_s:
-            continue
-        begun = time.monotonic()
-        rows = run_one(pair, seed, method, criterion, tuned, mode)
-        done[key] = rows
-        with log.open("a") as handle:
-            handle.write(json.dumps({"key": key, "rows": rows}) + "\n")
-        print(f"{key}: {time.monotonic() - begun:.1f} s", flush=True)
-    finished = [key for key in keys if key in done]
-    return [row for key in finished for row in done[key]], len(finished), len(keys)
+    keys = [f"{p.name}|{seed}|{m.name}|{c}|{tuned}" for p, seed, m, c, tuned in planned]
+    todo = [(key, run) for key, run in zip(keys, planned, strict=True) if key not in done]
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a forked torch
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        models = {(p.name, seed) for _, (p, seed, *_rest) in todo}
+        list(pool.map(_train, *zip(*sorted(models), strict=True))) if models else None
+        pending: dict[Future, tuple[str, float]] = {}
+        queue = iter(todo)
+        while True:
+            while len(pending) < jobs and time.monotonic() - started < budget_s:
+                item = next(queue, None)
+                if item is None:
+                    break
+                key, (pair, seed, method, criterion, tuned) = item
+                future = pool.submit(_run_keyed, pair.name, seed, method, criterion, tuned, mode)
+                pending[future] = (key, time.monotonic())
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                key, begun = pending.pop(future)
+                done[key] = future.result()
+                with log.open("a") as handle:
+                    handle.write(json.dumps({"key": key, "rows": done[key]}) + "\n")
+                print(f"{key}: {time.monotonic() - begun:.1f} s", flush=True)
+    finished_keys = [key for key in keys if key in done]
+    return [row for key in finished_keys for row in done[key]], len(finished_keys), len(keys)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -326,6 +359,45 @@ def goal_check(table: dict, pairs: Sequence[Pair]) -> str:
     return table_text + f"\n\n+5 points at the highest ratio on {strong} of {len(rows)} pairs."
 
 
+def table_sizes(rows: list[dict[str, Any]]) -> dict[tuple[str, str, float], list[float]]:
+    """(pair, method, strength) -> fp32 / packed bytes of DeepLIFT's runs without fine-tuning
+    (the criterion moves the packed size little; fine-tuning not at all)."""
+    sizes: dict[tuple[str, str, float], list[float]] = defaultdict(list)
+    for row in rows:
+        if row["criterion"] == "deeplift" and not row["finetune"]:
+            sizes[(row["pair"], row["method"], row["strength"])].append(row["size_ratio"])
+    return sizes
+
+
+def size_vs_bits(sizes: dict[tuple[str, str, float], list[float]]) -> str:
+    """What the packed file delivers against the ideal 32 / bits, for sharing (log2 k bits
+    per weight) and mixed precision (the average bit width asked for)."""
+    parts = []
+    for method, bits_of, label in (
+        ("sharing", lambda k: math.log2(k), "clusters k"),
+        ("precision", lambda b: b, "average bits"),
+    ):
+        strengths = sorted({key[2] for key in sizes if key[1] == method})
+        if not strengths:
+            continue
+        rows = [["ideal: 32 / bits", *[f"{32 / bits_of(s):.1f}x" for s in strengths]]]
+        for pair in PAIRS:
+            cells = [
+                f"{statistics.fmean(values):.1f}x" if (values := sizes.get((pair.name, method, s)))
+                else "-"
+                for s in strengths
+            ]  # fmt: skip
+            if any(cell != "-" for cell in cells):
+                rows.append([pair.name, *cells])
+        parts.append(
+            f"{method} (fp32 parameter bytes / packed file bytes, DeepLIFT, no fine-tuning; "
+            "the file also holds biases, batch-norm and other float32 tensors, the "
+            "architecture and codebooks, so small models fall short of the ideal):\n\n"
+            + markdown_table([label, *[f"{s:g}" for s in strengths]], rows)
+        )
+    return "\n\n".join(parts)
+
+
 def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
     """Accuracy vs packed-size reduction, one panel per pair, one line per criterion."""
     import matplotlib
@@ -373,8 +445,9 @@ def plot(table: dict, rows: list[dict[str, Any]], mode: Mode) -> list[Path]:
 
 def render(
     rows: list[dict[str, Any]], mode: Mode, seconds: float, tree: str, finished: int,
-    planned: int, plots: list[Path], output: Path,
+    planned: int, plots: list[Path], output: Path, extras: dict[str, dict[str, str]],
 ) -> str:  # fmt: skip
+    """The whole BENCHMARKS.md; ``extras`` are measured sections (title -> heading -> table)."""
     table = aggregate(rows)
     unpruned: dict[str, list[float]] = defaultdict(list)
     first = min(METHODS[0].quick if mode.quick else METHODS[0].strengths)
@@ -462,20 +535,39 @@ def render(
                     criterion_table(table, pair, method, tuned, len(mode.seeds)),
                     "",
                 ]
+    lines += ["## Packed size vs bit count", "", size_vs_bits(table_sizes(rows)), ""]
+    for title, tables in extras.items():
+        lines += [f"## {title}", ""]
+        for heading, text in tables.items():
+            lines += [f"{heading}:", "", text, ""]
     lines += [
-        "## Other measurements (not regenerated by this report)",
+        "## Other measurements (their own scripts, `make bench-extra`)",
         "",
-        "Attribution cost, latency vs MACs, packed size and the pipelines come from their own "
-        "scripts (`make bench` runs them): "
-        "[attribution_speed](benchmarks/results/attribution_speed.md), "
         "[pruning_baselines](benchmarks/results/pruning_baselines.md), "
         "[sharing_and_precision](benchmarks/results/sharing_and_precision.md), "
         "[deeplift_variants](benchmarks/results/deeplift_variants.md), "
         "[real_archs](benchmarks/results/real_archs.md), "
-        "[deployable_onnx](benchmarks/results/deployable_onnx.md).",
+        "[deployable_onnx](benchmarks/results/deployable_onnx.md), "
+        "[kmeans_memory](benchmarks/results/kmeans_memory.md), "
+        "[api_load](benchmarks/results/api_load.md).",
         "",
     ]
     return "\n".join(lines)
+
+
+def measured_sections(quick: bool) -> dict[str, dict[str, str]]:
+    """Timings and pipelines measured in this invocation, one thread, after the grid (so
+    nothing else of the report runs beside them): title -> heading -> table."""
+    sections = {}
+    for title, module in (
+        ("Attribution cost", attribution_speed),
+        ("Latency vs MACs", latency_vs_macs),
+        ("Headline pipeline beside Deep Compression's 39x", headline),
+    ):
+        begun = time.monotonic()
+        sections[title] = module.sections(quick)
+        print(f"{title}: {time.monotonic() - begun:.1f} s", flush=True)
+    return sections
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -495,6 +587,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--budget-minutes", type=float, default=float("inf"),
         help="stop starting new runs after this long and report what is done",
     )  # fmt: skip
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="worker processes for the grid (one thread each)"
+    )
+    parser.add_argument(
+        "--no-extras", action="store_true",
+        help="leave out the measured sections (attribution cost, latency vs MACs, headline)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # on a shared CPU, a second thread mostly spins
     mode = MODES["quick" if args.quick else "full"]
@@ -507,12 +606,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         log, tree = args.from_log, args.from_log.stem.split("-", 1)[1]
     started = time.monotonic()
     methods = [m for m in METHODS if not args.methods or m.name in args.methods]
-    rows, finished, planned = collect(mode, chosen, log, args.budget_minutes * 60, methods)
+    rows, finished, planned = collect(
+        mode, chosen, log, args.budget_minutes * 60, methods, args.jobs
+    )
     seconds = time.monotonic() - started
+    extras = {} if args.no_extras else measured_sections(mode.quick)
     RESULTS.mkdir(exist_ok=True)
     plots = plot(aggregate(rows), rows, mode)
     output = args.output.resolve()
-    output.write_text(render(rows, mode, seconds, tree, finished, planned, plots, output))
+    output.write_text(render(rows, mode, seconds, tree, finished, planned, plots, output, extras))
     (RESULTS / f"bench_{mode.name}.json").write_text(json.dumps(rows))
     print(f"written to {args.output}")
 

@@ -3,6 +3,7 @@ one real sweep produces sane rows, and the win/tie/loss verdicts follow the numb
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from benchmarks import registry, report
@@ -57,3 +58,38 @@ def test_verdicts_follow_the_means() -> None:
     assert [c["verdict"] for c in found] == ["tie", "loss", "win"]
     assert [c["best"] for c in found] == ["l1", "l1", "taylor"]
     assert round(found[2]["deeplift"] - found[2]["best_value"], 6) == 10.0
+
+
+def test_size_vs_bits_sets_each_pair_beside_the_ideal() -> None:
+    rows = [
+        {"pair": "wine-mlp", "method": "precision", "criterion": "deeplift", "finetune": False,
+         "strength": 4, "size_ratio": ratio}
+        for ratio in (6.0, 7.0)
+    ] + [
+        {"pair": "wine-mlp", "method": "precision", "criterion": "l1", "finetune": False,
+         "strength": 4, "size_ratio": 100.0},  # other criteria and fine-tuned rows are left out
+        {"pair": "wine-mlp", "method": "sharing", "criterion": "deeplift", "finetune": True,
+         "strength": 4, "size_ratio": 100.0},
+    ]  # fmt: skip
+    text = report.size_vs_bits(report.table_sizes(rows))
+    assert "sharing" not in text.split("\n")[0]  # no sharing rows without fine-tuning
+    assert "| ideal: 32 / bits | 8.0x |" in text
+    assert "| wine-mlp | 6.5x |" in text
+
+
+@pytest.mark.slow  # two fresh interpreters import torch and the engine: a minute on 2 cores
+def test_collect_runs_on_workers_and_resumes_from_its_log(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XAI_BENCH_CACHE", str(tmp_path / "models"))
+    wine = registry.pair("wine-mlp")
+    mode = report.MODES["quick"]
+    log = tmp_path / "runs.jsonl"
+    method = report.Method("filters", "ratio", (0.5,), (0.3, 0.6), ("deeplift", "l1"))
+    rows, finished, planned = report.collect(mode, [wine], log, 1e9, [method], jobs=2)
+    assert finished == planned == 2
+    assert sorted((r["criterion"], r["strength"]) for r in rows) == [
+        ("deeplift", 0.3), ("deeplift", 0.6), ("l1", 0.3), ("l1", 0.6)
+    ]  # fmt: skip
+    assert len(log.read_text().splitlines()) == 2
+    assert len(list((tmp_path / "models").glob("wine-mlp-s0-*.pt"))) == 1  # trained once
+    again, finished_again, _ = report.collect(mode, [wine], log, 0.0, [method], jobs=2)
+    assert finished_again == 2 and again == rows  # nothing rerun: all came from the log
