@@ -75,8 +75,12 @@ class ShareWeights(_Strict):
     layer_types: list[Literal["linear", "conv"]] = Field(default_factory=lambda: ["linear", "conv"])
     layers: list[str] | None = Field(None, description="Only these layers (default: all of type).")
     weighting: Literal["relevance", "magnitude", "uniform"] = Field(
-        "relevance",
-        description="k-means sample weights: the criterion's per-weight scores, |w|, or none.",
+        "uniform",
+        description=(
+            "k-means sample weights: the criterion's per-weight scores, |w|, or none (the "
+            "default: plain k-means beat relevance weighting on both benchmark halves, "
+            "docs/deeplift.md)."
+        ),
     )
     criterion: CriterionName | None = None
 

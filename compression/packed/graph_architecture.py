@@ -22,7 +22,9 @@ import inspect
 import json
 import math
 import operator
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,18 +69,77 @@ class Inexpressible(Exception):
 # --- writing -------------------------------------------------------------------------------
 
 
+GRAPH_CACHE_SIZE = 16
+"""Graph descriptions kept per process, by structure. A sweep writes one packed file per
+point, and for weight pruning, sharing and quantization every point has the original
+model's structure; exporting it again took most of a point's time."""
+
+
+@dataclass(frozen=True)
+class _Described:
+    text: bytes
+    sources: tuple[str | bytes, ...]
+    """Per tensor of the description, the name of the module tensor whose bytes it holds, or
+    the bytes themselves for a tensor that lifting created (a batch norm's fresh
+    ``num_batches_tracked``), which are the same for every model of the structure."""
+
+
+_DESCRIBED: OrderedDict[tuple, _Described] = OrderedDict()
+
+
+def _structure(module: nn.Module, example: torch.Tensor, packed: frozenset[str]) -> tuple:
+    """What the description depends on, short of attribute values: module tree and types,
+    every tensor's name, dtype and shape, the input's shape and the packed layers. Anything
+    else (a stride, a flag read in ``forward``) is caught by the bit-for-bit check."""
+    return (
+        tuple((name, type(child)) for name, child in module.named_modules()),
+        tuple(
+            (name, tensor.dtype, tuple(tensor.shape))
+            for name, tensor in module.state_dict(keep_vars=True).items()
+        ),
+        tuple(example.shape), example.dtype, tuple(sorted(packed)),
+    )  # fmt: skip
+
+
 def write_graph(
     module: nn.Module, example: torch.Tensor, packed: Iterable[str]
 ) -> tuple[bytes, bytes]:
     """The graph description (UTF-8 JSON) and the tensor section (every parameter and buffer
     except the weights of ``packed`` layers, in the description's order).
 
+    A model with the structure of one described before reuses that description with its own
+    tensors, and is exported afresh only if the reused graph does not reproduce it.
     Raises ``Inexpressible`` when the model is beyond the format, or when the graph read back
     does not reproduce ``module`` bit for bit on a zero batch of ``example``'s shape.
     """
+    packed = frozenset(packed)
+    key = _structure(module, example, packed)
+    known = _DESCRIBED.get(key)
+    if known is not None:
+        state = module.state_dict(keep_vars=True)
+        data = b"".join(
+            source if isinstance(source, bytes) else _tensor_bytes(state[source])
+            for source in known.sources
+        )
+        if _reproduces(known.text, data, module, example, packed):
+            _DESCRIBED.move_to_end(key)
+            return known.text, data
+    text, data, sources = _describe(module, example, packed)
+    _DESCRIBED[key] = _Described(text, sources)
+    while len(_DESCRIBED) > GRAPH_CACHE_SIZE:
+        _DESCRIBED.popitem(last=False)
+    return text, data
+
+
+def _describe(
+    module: nn.Module, example: torch.Tensor, packed: frozenset[str]
+) -> tuple[bytes, bytes, tuple[str | bytes, ...]]:
+    """Export, lift and describe ``module``; ``sources`` says where each described tensor's
+    bytes come from (``_Described``)."""
     zeros = torch.zeros_like(example)
+    copied = copy.deepcopy(module)
     try:
-        exported = export_program(copy.deepcopy(module), zeros).module()
+        exported = export_program(copied, zeros).module()
         lifted = fx.GraphModule(lift_modules(exported), exported.graph).eval()
     except Exception as exc:
         raise Inexpressible(f"the model does not export: {exc}") from exc
@@ -100,12 +161,30 @@ def write_graph(
     }
     text = json.dumps(description, separators=(",", ":")).encode()
     data = b"".join(_tensor_bytes(tensor) for _, tensor in tensors)
-    rebuilt = read_graph(text, data, {name: state[f"{name}.weight"] for name in packed})
+    if not _reproduces(text, data, module, example, packed, state):
+        raise Inexpressible("the rebuilt graph does not reproduce the model")
+    origin = {
+        (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)): name
+        for name, tensor in copied.state_dict(keep_vars=True).items()
+    }
+    sources = tuple(
+        origin.get((tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)), _tensor_bytes(tensor))
+        for _, tensor in tensors
+    )
+    return text, data, sources
+
+
+def _reproduces(
+    text: bytes, data: bytes, module: nn.Module, example: torch.Tensor,
+    packed: frozenset[str], weights: Mapping[str, torch.Tensor] | None = None,
+) -> bool:  # fmt: skip
+    """Whether the graph read back from ``text`` and ``data`` (with the packed layers'
+    weights) computes exactly what ``module`` computes on a seeded random batch."""
+    weights = module.state_dict(keep_vars=True) if weights is None else weights
+    rebuilt = read_graph(text, data, {name: weights[f"{name}.weight"] for name in packed})
     probe = torch.rand(example.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        if not torch.equal(rebuilt(probe), module.eval()(probe)):
-            raise Inexpressible("the rebuilt graph does not reproduce the model")
-    return text, data
+        return bool(torch.equal(rebuilt(probe), module.eval()(probe)))
 
 
 def _modules(gm: fx.GraphModule) -> list[list[Any]]:

@@ -25,9 +25,18 @@ from compression.errors import InvalidModel
 from compression.packed.bitpack import pack_bits, packed_size, unpack_bits
 from compression.packed.header import Coding, Stream
 
-LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 24}]
-"""Raw LZMA2 with a 16 MiB dictionary, for writing and reading alike (the preset only changes
-how hard the writer searches, not what a reader needs)."""
+LZMA_DICT_BYTES = 1 << 24
+"""Raw LZMA2 with a dictionary of at most 16 MiB, for writing and reading alike (the preset
+only changes how hard the writer searches, not what a reader needs)."""
+
+
+def _lzma_filters(size: int) -> list[dict[str, int]]:
+    """LZMA2 with the smallest power-of-two dictionary (4 KiB to 16 MiB) that holds ``size``
+    bytes: a dictionary larger than the data finds no more matches, so the stream is the same,
+    but the encoder's match finder is sized by it (a 16 MiB one took about 40 ms to set up for
+    every few-KB section, most of a small model's packing time)."""
+    dictionary = min(LZMA_DICT_BYTES, max(1 << 12, 1 << max(size - 1, 1).bit_length()))
+    return [{"id": lzma.FILTER_LZMA2, "dict_size": dictionary}]
 
 LARGE_BYTES = 4 << 20
 """Streams beyond this are only deflated, at its default level: LZMA codes about 1 MB/s of
@@ -43,7 +52,7 @@ def _compress(data: bytes, coding: Coding) -> bytes:
         compressor = zlib.compressobj(level, zlib.DEFLATED, DEFLATE_WINDOW)
         return compressor.compress(data) + compressor.flush()
     if coding == "lzma":
-        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_lzma_filters(len(data)))
     return data
 
 
@@ -60,7 +69,7 @@ def _decompress(data: bytes, coding: Coding, size: int, what: str) -> bytes:
                     inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
                 )
             else:
-                unpacker = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+                unpacker = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=_lzma_filters(size))
                 out = unpacker.decompress(data, size + 1)
                 complete = unpacker.eof and not unpacker.unused_data
         except (zlib.error, lzma.LZMAError) as exc:

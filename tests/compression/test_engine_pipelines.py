@@ -75,7 +75,7 @@ def test_relevance_is_not_recomputed_for_an_unchanged_model(
 ) -> None:
     steps = [
         {"type": "prune_weights", "sparsity": 0.5, "layers": ["fc1"]},
-        {"type": "share_weights", "clusters": 16},
+        {"type": "share_weights", "clusters": 16, "weighting": "relevance"},
     ]
     reused = compress(trained_digits_cnn, digits, Spec.model_validate({**FAST, "steps": steps}))
     assert reused.metrics["attribution"]["passes"] == 1
@@ -90,7 +90,7 @@ def test_a_sweep_returns_one_point_per_value_from_one_attribution(
     spec = Spec.model_validate(
         {
             **FAST,
-            "steps": [{"type": "share_weights", "clusters": 16}],
+            "steps": [{"type": "share_weights", "clusters": 16, "weighting": "relevance"}],
             "sweep": {"parameter": "clusters", "values": [2, 4, 16], "max_accuracy_drop": 0.02},
         }
     )

@@ -493,3 +493,35 @@ def test_without_entropy_coding_every_section_is_plain(packed, tmp_path: Path) -
     x = torch.rand(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_a_second_model_of_the_same_structure_reuses_the_graph_with_its_own_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compression.packed import graph_architecture
+
+    exports = []
+    real_export = graph_architecture.export_program
+    monkeypatch.setattr(
+        graph_architecture, "export_program", lambda *a: exports.append(1) or real_export(*a)
+    )
+    monkeypatch.setattr(graph_architecture, "_DESCRIBED", graph_architecture.OrderedDict())
+    torch.manual_seed(0)
+    first, _ = zoo.build("vgg", {"width_multiplier": 0.125})
+    second, _ = zoo.build("vgg", {"width_multiplier": 0.125})  # other weights, BN statistics
+    with torch.no_grad():
+        for layer in second.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.running_mean.uniform_(-1, 1)
+    example = torch.rand(2, 3, 32, 32)
+    x = torch.rand(5, 3, 32, 32)
+    for model in (first.eval(), second.eval()):
+        save_packed(model, example, tmp_path / "m.xaic", {}, {})
+        with torch.no_grad():
+            assert torch.equal(load_packed(tmp_path / "m.xaic")(x), model(x))
+    assert len(exports) == 1  # the second file reused the first description
+    second.features[0].padding_mode = "reflect"  # same tensors, another graph: re-exported
+    save_packed(second, example, tmp_path / "m.xaic", {}, {})
+    with torch.no_grad():
+        assert torch.equal(load_packed(tmp_path / "m.xaic")(x), second(x))
+    assert len(exports) == 2
