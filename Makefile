@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
 
-.PHONY: install run test test-slow lint audit screenshot bench bench-quick bench-api bench-gpu clean
+.PHONY: install run test test-slow lint audit screenshot bench bench-extra bench-quick bench-api bench-gpu clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,13 @@ test-slow: install
 audit: install
 	$(BIN)/python .ci/dependency_audit.py
 
+# BENCHMARKS.md from the current commit (about 30 min of CPU on 2 cores; resumes from
+# benchmarks/.cache when the engine is unchanged).
 bench: install
 	$(BIN)/python -m benchmarks.report
+
+# The studies behind the defaults and the format, each into benchmarks/results (hours).
+bench-extra: install
 	$(BIN)/python -m benchmarks.pruning_baselines
 	$(BIN)/python -m benchmarks.deeplift_variants
 	$(BIN)/python -m benchmarks.attribution_speed
