@@ -72,7 +72,7 @@ class Subject:
     model: nn.Module
     x: torch.Tensor
     y: torch.Tensor
-    layers: list[str]
+    layers: dict[str, nn.Module]
 
     @classmethod
     def build(cls, name: str, args: dict, samples: int) -> Subject:
@@ -82,7 +82,7 @@ class Subject:
         x = torch.rand(samples, *shape)
         y = torch.randint(0, 10, (samples,))
         label = name + (f" x{args['width_multiplier']:g}" if "width_multiplier" in args else "")
-        return cls(label, model, x, y, list(weighted_layers(model, x[:2])))
+        return cls(label, model, x, y, weighted_layers(model, x[:2]))
 
     @property
     def parameters(self) -> int:
