@@ -45,6 +45,9 @@ class EventWakeups:
         self.listening = False
         self.followers: dict[str, set[asyncio.Event]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.draining = False
+        """The server is stopping: streams end now (clients resume elsewhere with
+        ``Last-Event-ID``) instead of holding the drain open until their job finishes."""
 
     def interval(self) -> float:
         """How long a stream may wait for a wake-up before it reads its feed anyway."""
@@ -74,6 +77,11 @@ class EventWakeups:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+
+    def drain(self) -> None:
+        """End every stream at its next look (see ``draining``)."""
+        self.draining = True
+        self._wake_all()
 
     def _wake(self, job_id: str) -> None:
         for woken in self.followers.get(job_id, ()):

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api import incoming, telemetry
 from api.body_limit import BodyLimit
 from api.dashboard import mount as mount_dashboard
+from api.draining import on_stop_signal
 from api.event_wakeups import EventWakeups
 from api.incoming import incoming_dir
 from api.problem_details import install_handlers
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         if db_guard:
             db_guard.start()
         await wakeups.start()
+        on_stop_signal(wakeups.drain)  # event streams end, so the server's drain can finish
         yield
         await wakeups.stop()
         sweeper.cancel()

@@ -202,7 +202,7 @@ def _events_after(session: Session, job_id: str, after: int, limit: int) -> list
     operation_id="listJobEvents",
     description="Append-only feed, oldest first, paged by `after` (an event `seq`). With "
     "`Accept: text/event-stream` the feed is streamed as Server-Sent Events until the job "
-    "finishes (resume with `Last-Event-ID`).",
+    "finishes, or the server stops (resume with `Last-Event-ID`).",
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 def list_events(
@@ -249,7 +249,7 @@ async def _stream(request: Request, job_id: str, after: int) -> AsyncIterator[by
 
     with wakeups.follow(job_id) as woken:
         keep_alive_at = loop.time() + SSE_KEEPALIVE_SECONDS
-        while not await request.is_disconnected():
+        while not wakeups.draining and not await request.is_disconnected():
             woken.clear()
             events, finished = await run_in_threadpool(read, after)
             for event in events:

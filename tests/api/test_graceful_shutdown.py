@@ -1,6 +1,8 @@
 """The API process (uvicorn, as deployed) drains on SIGTERM: an upload that is streaming in
 when the signal comes completes with its normal answer, its record and object kept, while new
-connections are refused at once; then the process ends after a clean application shutdown."""
+connections are refused at once and an event stream following a job ends (its client resumes
+elsewhere with Last-Event-ID) instead of holding the drain open until the job finishes; then
+the process ends after a clean application shutdown."""
 
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
+from core.ids import new_id
 from core.keys import create_key, create_project
 from core.settings import Settings
-from core.tables import DatasetRecord
+from core.tables import DatasetRecord, Job, ModelRecord
 from tests.conftest import REDIS, ROOT
 from tests.worker.processes import free_port, service_env, wait_until
 
@@ -72,6 +76,21 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Pope
     redis.Redis.from_url(BROKER).delete(settings.queue_name)
 
 
+def _waiting_job(session: Session, project_id: str) -> str:
+    """A queued job of ``project_id`` (its model and dataset rows only; no file is read)."""
+    records = [
+        table(id=new_id(kind), name=kind, project_id=project_id, filename="f", storage_key=kind,
+              size_bytes=1, sha256="0" * 64, status="ready")
+        for table, kind in ((ModelRecord, "model"), (DatasetRecord, "dataset"))
+    ]  # fmt: skip
+    job = Job(id=new_id("job"), project_id=project_id, model_id=records[0].id,
+              dataset_id=records[1].id, spec={})  # fmt: skip
+    session.add_all(records)
+    session.flush()  # the job's foreign keys need them first
+    session.add(job)
+    return job.id
+
+
 def _refused(url: str) -> bool:
     try:
         httpx.get(f"{url}/healthz", timeout=1)
@@ -86,7 +105,25 @@ def test_sigterm_drains_an_upload_in_flight_and_refuses_new_connections(
     process, url, log = server
     engine = make_engine(settings)
     with make_sessionmaker(engine)() as session, session.begin():
-        key = create_key(session, create_project(session, "drain")).key
+        project = create_project(session, "drain")
+        key = create_key(session, project).key
+        job_id = _waiting_job(session, project.id)
+    stream_ended: list[float] = []
+    following = threading.Event()
+
+    def follow() -> None:  # a client following a job that nobody runs: it never finishes
+        headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
+        with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", headers=headers,
+                          timeout=60) as stream:  # fmt: skip
+            assert stream.status_code == 200
+            following.set()
+            for _ in stream.iter_bytes():
+                pass
+        stream_ended.append(time.monotonic())
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    assert following.wait(30)
 
     data = os.urandom(CHUNK * CHUNKS)
     boundary = "drainboundary"
@@ -127,6 +164,8 @@ def test_sigterm_drains_an_upload_in_flight_and_refuses_new_connections(
     wait_until(lambda: _refused(url), 3, "new connections to be refused")
     refused_after = time.monotonic() - signalled
     assert sender.is_alive()  # refused while the upload is still streaming in
+    follower.join(5)
+    assert stream_ended and stream_ended[0] - signalled < 1.5  # the stream did not wait
     sender.join(60)
 
     response = answer["response"]
