@@ -17,7 +17,6 @@ written with the ``pt2`` architecture instead (``architecture.py``).
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import math
@@ -137,9 +136,8 @@ def _describe(
     """Export, lift and describe ``module``; ``sources`` says where each described tensor's
     bytes come from (``_Described``)."""
     zeros = torch.zeros_like(example)
-    copied = copy.deepcopy(module)
-    try:
-        exported = export_program(copied, zeros).module()
+    try:  # torch.export only reads the model: no copy of its weights
+        exported = export_program(module, zeros).module()
         lifted = fx.GraphModule(lift_modules(exported), exported.graph).eval()
     except Exception as exc:
         raise Inexpressible(f"the model does not export: {exc}") from exc
@@ -165,7 +163,7 @@ def _describe(
         raise Inexpressible("the rebuilt graph does not reproduce the model")
     origin = {
         (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)): name
-        for name, tensor in copied.state_dict(keep_vars=True).items()
+        for name, tensor in module.state_dict(keep_vars=True).items()
     }
     sources = tuple(
         origin.get((tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)), _tensor_bytes(tensor))

@@ -98,6 +98,19 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path, P
     return model, path, report
 
 
+def test_packing_reads_the_model_in_place_without_changing_it(tmp_path: Path) -> None:
+    """The graph is exported from the model itself (no copy of its weights): every parameter
+    and buffer keeps its identity and value."""
+    model, encodings, masks = _compressed()
+    state = model.state_dict(keep_vars=True)
+    before = {name: (id(tensor), tensor.detach().clone()) for name, tensor in state.items()}
+    save_packed(model, torch.rand(4, 1, 8, 8), tmp_path / "model.xaic", encodings, masks)
+    after = model.state_dict(keep_vars=True)
+    assert sorted(after) == sorted(before)
+    for name, (identity, value) in before.items():
+        assert id(after[name]) == identity and torch.equal(after[name], value), name
+
+
 def test_load_is_bit_exact_and_takes_any_batch(packed) -> None:
     model, path, _ = packed
     loaded = load_packed(path)
