@@ -114,7 +114,8 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        with contextlib.suppress(NotADirectoryError):  # a file where a folder should be: gone
+            self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> None:
         path = self._path(validate_prefix(prefix))
