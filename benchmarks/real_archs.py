@@ -5,7 +5,8 @@
 
 Each (architecture, export format) runs in its own child process, as a job's worker would:
 load the upload, compress (prune_filters 0.3 + quantize_mixed 6 bits, DeepLIFT relevance on
-16 ImageNet-normalized 224x224 calibration images), export ONNX (checked by onnxruntime). The
+16 ImageNet-normalized 224x224 calibration images) writing the packed file and the ONNX
+deliverables (model.onnx, model.fp32.onnx, each checked in onnxruntime and timed there). The
 child reports intake time, seconds per stage, the pruning dependency graph's build time, the
 longest stretch without a progress report, and its peak RSS (ru_maxrss); its address space is
 capped so a runaway never takes the machine. Random weights: fine for time and memory, not
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ import torch
 from safetensors.torch import save_file
 
 from benchmarks.common import RESULTS, markdown_table, write_results
+from benchmarks.report import engine_tree
 from compression import zoo
 from compression.io.user_formats import USER_FORMATS, write_as
 from compression.zoo.imagenet import BUILDERS
@@ -67,7 +70,6 @@ def child(model_path: str, data_path: str, spec_json: str, architecture: str = "
     import torch_pruning as tp
 
     from compression import Spec, compress, load_dataset, load_model
-    from compression.io import export_onnx
 
     spec = Spec.model_validate_json(spec_json)
     started = time.perf_counter()
@@ -86,16 +88,16 @@ def child(model_path: str, data_path: str, spec_json: str, architecture: str = "
             silence.update(longest=now - silence["last"], stage=stage)
         silence["last"] = now
 
-    result = compress(model, data, spec, progress=progress)
-    export_started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        module, example = result.model.module, result.model.example_input()
-        export_onnx(module, example, Path(scratch) / "model.onnx")
+    with tempfile.TemporaryDirectory() as scratch:  # as a worker runs it: packed + ONNX files
+        out = Path(scratch)
+        result = compress(
+            model, data, spec, progress=progress, packed_path=out / "model.xaic", onnx_dir=out
+        )
     metrics = result.metrics
     return {
         "intake_s": intake,
         "graph_s": graph,
-        "stage_s": {**metrics["stage_seconds"], "exporting": time.perf_counter() - export_started},
+        "stage_s": metrics["stage_seconds"],
         "job_s": time.perf_counter() - started,
         "longest_silence_s": silence["longest"],
         "silent_stage": silence["stage"],
@@ -140,7 +142,8 @@ def _latency_text(latency: dict) -> str:
 
 def _row(name: str, user_format: str, found: dict) -> list[object]:
     if "error" in found:
-        return [name, user_format, f"failed: {found['error'][:80]}", *[""] * 7]
+        return [name, user_format, f"failed: {found['error'][:80]}", *[""] * 7,
+                found.get("run", "")]  # fmt: skip
     mib = 1024**2
     budget = 4 * found["fp32_bytes"]
     stages = ", ".join(f"{k} {v:.0f}" for k, v in found["stage_s"].items() if v >= 0.5)
@@ -150,6 +153,7 @@ def _row(name: str, user_format: str, found: dict) -> list[object]:
         f"{found['longest_silence_s']:.1f} ({found['silent_stage']})",
         f"{found['macs_before'] / 1e9:.2f} -> {found['macs_after'] / 1e9:.2f}",
         _latency_text(found["latency"]), f"{found['parameters'] / 1e6:.1f}M",
+        found.get("run", "before 12-03 17:30"),
     ]  # fmt: skip
 
 
@@ -184,6 +188,7 @@ def main() -> None:
                     path = write_as(user_format, model, example, stem)
                     found = _run_child(path, calibration, SPEC, args.timeout)
                 found["upload_bytes"] = path.stat().st_size
+                found["run"] = f"{datetime.now(UTC):%m-%d %H:%M}, engine {engine_tree()}"
                 raw["runs"][f"{name}/{user_format}"] = found
                 print(name, user_format, json.dumps(found)[:300], flush=True)
                 path.unlink()
@@ -215,7 +220,8 @@ def _write(raw: dict) -> None:
     rows = [_row(*key.split("/"), found) for key, found in runs]
     header = ["architecture", "format", "intake (s)", "dep. graph (s)", "job stages (s)",
               "peak RSS MiB (vs 4x fp32)", "longest silence (s, stage)", "GMACs before -> after",
-              "latency reduction; median [p10-p90]", "params"]  # fmt: skip
+              "latency reduction; median [p10-p90]", "params",
+              "run (UTC), engine tree"]  # fmt: skip
     sections = {"Per architecture and upload format": markdown_table(header, rows)}
     images = raw.get("images")
     if images and "error" not in images:
@@ -230,10 +236,15 @@ def _write(raw: dict) -> None:
         sections["JPEG archive"] = f"failed: {images['error']}"
     notes = (
         "Random weights (time and memory, not accuracy). Each run is its own process with "
-        "2 torch threads on a shared 2-core machine that other jobs were using: timings are "
-        "one run each and noisy; latency is interleaved before/after, 15 repeats, batch 1, "
-        "and says 'within noise' when the p10-p90 spreads overlap. Peak RSS is the whole "
-        "process (Python, torch, onnx, the model, its working copy, one batch's activations)."
+        "2 torch threads on a 2-core machine shared with other agents' builds, tests and "
+        "benchmarks (load 4-8): timings are one run each, inflated and noisy; rows run at "
+        "different times with different engines (last column: the git trees of compression/, "
+        "jobspec/ and the benchmark's registry/shapes). Since 12-03 17:30 a row is the whole "
+        "job as a worker runs it, ONNX deliverables included (stage 'exporting'); earlier "
+        "rows exported one ONNX file after the job. Latency is interleaved before/after, 15 "
+        "repeats, batch 1, and says 'within noise' when the p10-p90 spreads overlap. Peak RSS "
+        "is the whole process (Python, torch, onnx, the model, its working copy, one batch's "
+        "activations, onnxruntime sessions)."
     )
     sections["Notes"] = notes
     write_results("real_archs", "Real architectures at standard width (224x224)", sections, raw)
