@@ -56,9 +56,12 @@ bench-gpu: install  # on a CUDA machine: all-layer DeepLIFT vs training step, on
 bench-quick: install
 	$(BIN)/python -m benchmarks.report --quick
 
-bench-api: install  # the API under 10/30/50/100 pollers; distributed needs Postgres and Redis
+# The API under 10/30/50/100 pollers, then the whole service under 200 pollers + 20 uploads +
+# 10 jobs (about 10 minutes); distributed needs the machine's Postgres and Redis.
+bench-api: install
 	$(BIN)/python -m benchmarks.api_load
 	$(BIN)/python -m benchmarks.api_load --mode distributed
+	nice -n 10 $(BIN)/python -m benchmarks.service_load
 
 # The README's report screenshot, from the current code (needs Debian's chromium).
 screenshot: install

@@ -22,11 +22,7 @@ import json
 import os
 import platform
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +36,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from benchmarks.serving import (
+    Server,
+    cpu_seconds,
+    create_database,
+    drop_database,
+    quantiles_ms,
+    rss_mib,
+)
 from core.db import make_engine, make_sessionmaker, upgrade_schema
 from core.ids import new_id
 from core.job_state import append_event
@@ -49,97 +53,8 @@ from core.tables import ApiKey, DatasetRecord, Job, ModelRecord, utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
 REQUEST_TIMEOUT = 30.0
 DRAIN_SECONDS = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of the processes (and their reaped children), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += sum(int(value) for value in fields[11:15]) / ticks
-    return total
-
-
-def _process_tree(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    found = [pid]
-    if children.exists():
-        for child in children.read_text().split():
-            found += _process_tree(int(child))
-    return found
-
-
-def _rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
-
-
-class Server:
-    """The API in its own process group, served from ``root`` (a checkout)."""
-
-    def __init__(self, mode: str, root: Path, workdir: Path, database_url: str | None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        if mode == "embedded":
-            command = [sys.executable, "-m", "launcher.embedded", "--port", str(self.port)]
-        else:
-            env |= {"DATABASE_URL": database_url or "", "REDIS_URL": REDIS}
-            env |= {"DATA_DIR": str(workdir / "data")}
-            command = [
-                sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-                "--port", str(self.port), "--workers", "2", "--log-level", "warning",
-            ]  # fmt: skip
-        self.log = workdir / "server.log"
-        self.process = subprocess.Popen(
-            command, cwd=workdir, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log.read_text())
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start:\n" + self.log.read_text())
-            time.sleep(0.3)
-
-    def pids(self) -> list[int]:
-        return _process_tree(self.process.pid)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 def _seed(factory: sessionmaker[Session], key: str | None) -> tuple[str, str]:
@@ -239,45 +154,23 @@ async def _level(url: str, key: str, job_id: str, pollers: int, args: Any) -> di
         if late:
             errors["unfinished"] += len(late)
         elapsed = loop.time() - started
-    ordered = sorted(latencies)
-
-    def quantile(q: float) -> float | None:
-        return (
-            round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-            if ordered
-            else None
-        )
-
     return {
         "pollers": pollers,
-        "requests": len(ordered) + sum(errors.values()),
-        "ok": len(ordered),
-        "rps": round(len(ordered) / elapsed, 1),
-        "p50_ms": quantile(0.50),
-        "p99_ms": quantile(0.99),
-        "max_ms": round(1000 * ordered[-1], 1) if ordered else None,
-        "mean_ms": round(1000 * statistics.fmean(ordered), 1) if ordered else None,
+        "requests": len(latencies) + sum(errors.values()),
+        "ok": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
+        **quantiles_ms(latencies, 0.50, 0.99),
+        "max_ms": round(1000 * max(latencies), 1) if latencies else None,
+        "mean_ms": round(1000 * statistics.fmean(latencies), 1) if latencies else None,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "seconds": round(elapsed, 1),
     }
 
 
-def _database(mode: str, workdir: Path) -> tuple[str | None, str | None]:
-    """(DATABASE_URL for the server, the database's name to drop afterwards)."""
-    if mode == "embedded":
-        return None, None
-    import psycopg
-
-    name = f"xai_load_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://{POSTGRES.removeprefix('postgresql://')}/{name}", name
-
-
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="api-load-"))
-    database_url, database_name = _database(args.mode, workdir)
+    database_url, database_name = create_database() if args.mode == "distributed" else (None, None)
     settings = Settings(database_url=database_url, redis_url=None, data_dir=workdir / "data")
     if database_url:
         upgrade_schema(settings)  # the distributed server expects a migrated database
@@ -294,14 +187,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         worker.thread.start()
         for pollers in args.pollers:
             pids = server.pids()
-            server_cpu, client_cpu = _cpu_seconds(pids), time.process_time()
+            server_cpu, client_cpu = cpu_seconds(pids), time.process_time()
             writes, failed = worker.writes, worker.failed
             row = asyncio.run(_level(server.url, key, job_id, pollers, args))
             row["worker_writes"] = worker.writes - writes
             row["worker_write_errors"] = worker.failed - failed
-            row["server_cpu_share"] = round((_cpu_seconds(pids) - server_cpu) / row["seconds"], 2)
+            row["server_cpu_share"] = round((cpu_seconds(pids) - server_cpu) / row["seconds"], 2)
             row["client_cpu_share"] = round((time.process_time() - client_cpu) / row["seconds"], 2)
-            row["server_rss_mib"] = round(_rss_mib(server.pids()), 1)
+            row["server_rss_mib"] = round(rss_mib(server.pids()), 1)
             row |= {"label": args.label, "mode": args.mode, "interval_s": args.interval}
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -311,10 +204,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         server.stop()
         if database_name:
-            import psycopg
-
-            with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
+            drop_database(database_name)
     return rows
 
 
