@@ -11,8 +11,8 @@ housekeeping worker and beat, sharing local storage. Embedded: the launcher (SQL
 in-process worker).
 
 1. The digits CNN and dataset (``compression.examples``) are uploaded and validated.
-2. Idle worker: ``--idle-jobs`` jobs run one after the other; each one's queued->running
-   latency is ``started_at - created_at`` as the server recorded them.
+2. Idle worker: ``--idle-jobs`` jobs run one after the other, ``--idle-pause`` s apart; each
+   one's queued->running latency is ``started_at - created_at`` as the server recorded them.
 3. The load window (``--seconds``): the load generator, a process in a process group of its
    own, runs ``--pollers`` closed-loop pollers of ``GET /v1/jobs/{id}`` (``--interval`` s
    between a poller's requests) across the jobs so far, and spreads ``--uploads`` dataset
@@ -297,10 +297,12 @@ def run_mode(mode: str, args: argparse.Namespace, inputs: tuple[Path, Path]) -> 
         for kind, record in (("models", model_id), ("datasets", dataset_id)):
             service.wait(f"/v1/{kind}/{record}", {"ready", "invalid"}, args.drain)
         idle = []
-        for _ in range(args.idle_jobs):  # the worker is idle: nothing else is queued
+        for _ in range(args.idle_jobs):
+            # idle: nothing queued, and the process of the last task has exited (it ends a
+            # little after its record does; the next task waits for it)
+            time.sleep(args.idle_pause)
             job_id = service.submit(model_id, dataset_id)
             idle.append(service.wait(f"/v1/jobs/{job_id}", {"succeeded", "failed"}, args.drain))
-            time.sleep(1.0)
         config = {
             "url": service.server.url, "key": service.key, "poll_ids": [j["id"] for j in idle],
             "model_id": model_id, "dataset_id": dataset_id, "dataset_path": str(dataset_path),
@@ -338,6 +340,7 @@ def run_mode(mode: str, args: argparse.Namespace, inputs: tuple[Path, Path]) -> 
             },
             **{kind: load[kind] for kind in KINDS},
             "unfinished_tasks": load["unfinished_tasks"],
+            "idle_pause_s": args.idle_pause,
             "idle_queued_to_running_ms": _queued_to_running_ms(idle),
             "idle_job_seconds": [
                 round(_timestamp(j["finished_at"]) - _timestamp(j["started_at"]), 1) for j in idle
@@ -397,14 +400,24 @@ def _median(values: list[float]) -> float | None:
 
 
 def write_results(rows: list[dict[str, Any]], directory: Path = RESULTS) -> None:
+    """Add this run to ``service_load.json`` in ``directory`` and render the table again."""
     directory.mkdir(parents=True, exist_ok=True)
     store = directory / "service_load.json"
     runs = json.loads(store.read_text()) if store.exists() else []
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    load = os.getloadavg()[0]
-    runs.append({"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine,
-                 "load_average_1m_at_end": round(load, 1), "rows": rows})  # fmt: skip
+    runs.append({
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
+        "niceness": os.nice(0),
+        "rows": rows,
+    })  # fmt: skip
     store.write_text(json.dumps(runs, indent=1) + "\n")
+    render(directory)
+
+
+def render(directory: Path = RESULTS) -> None:
+    """``service_load.md`` from the runs in ``service_load.json``, newest first."""
+    runs = json.loads((directory / "service_load.json").read_text())
     lines = [
         "# The service under load: pollers, uploads and jobs at once",
         "",
@@ -414,18 +427,22 @@ def write_results(rows: list[dict[str, Any]], directory: Path = RESULTS) -> None
         "seconds during the window are shown beside the API's and the workers'. Everything "
         "shares the machine's cores with other work, so these are lower bounds for a server "
         "with cores of its own. Goals (issue 10): 0 errors; queued->running < 200 ms with an "
-        "idle worker.",
+        "idle worker. The job worker runs one job at a time, so under load a job's "
+        "queued->running includes the jobs and upload validations queued before it.",
         "",
     ]
     for run in reversed(runs):
+        nice = f", everything at nice {run['niceness']}" if run.get("niceness") else ""
         lines += [
-            f"## {run['when']} ({run['machine']}, load average {run['load_average_1m_at_end']})",
+            f"## {run['when']} ({run['machine']}, 1-minute load average at the end "
+            f"{run['load_average_1m_at_end']}{nice})",
             "",
             "| mode | pollers (pause s) | polls | uploads | job submissions | API peak RSS MiB "
-            "| idle queued->running ms (median, each) | under load queued->running ms "
-            "(median, max) | jobs ok | uploads ready | CPU s generator / API / workers "
-            "| window s |",
-            "|" + "---|" * 12,
+            "| idle queued->running ms (median; each; after a pause of) "
+            "| under load queued->running ms (first; max, behind the others) | jobs ok "
+            "| uploads ready | CPU s in the window: generator / API / workers | window s "
+            "| idle job s |",
+            "|" + "---|" * 13,
         ]
         for row in run["rows"]:
             idle = row["idle_queued_to_running_ms"]
@@ -436,12 +453,13 @@ def write_results(rows: list[dict[str, Any]], directory: Path = RESULTS) -> None
                 f"{row['pollers']} ({row['interval_s']})",
                 _cell(row["poll"]), _cell(row["upload"]), _cell(row["submit"]),
                 str(row["api_peak_rss_mib"]),
-                f"{_median(idle)} ({', '.join(map(str, idle))})",
-                f"{_median(loaded)}, {max(loaded) if loaded else None}",
+                f"{_median(idle)}; {', '.join(map(str, idle))}; {row['idle_pause_s']} s",
+                f"{loaded[0] if loaded else None}; {max(loaded) if loaded else None}",
                 f"{row['jobs_succeeded']}/{row['jobs']}",
                 f"{row['uploads_ready']}/{row['uploads']}",
                 f"{cpu['generator']} / {cpu['api']} / {cpu['workers']}",
                 str(row["window_s"]),
+                ", ".join(map(str, row["idle_job_seconds"])),
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         errors = {
@@ -462,6 +480,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--idle-jobs", type=int, default=2)
+    parser.add_argument("--idle-pause", type=float, default=5.0, help="seconds between idle jobs")
     parser.add_argument("--samples", type=int, default=400, help="digits in the dataset")
     parser.add_argument("--seconds", type=float, default=40.0, help="the load window")
     parser.add_argument("--drain", type=float, default=300.0, help="most seconds to wait")
