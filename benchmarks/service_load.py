@@ -457,7 +457,9 @@ def render(directory: Path = RESULTS) -> None:
                 f"{loaded[0] if loaded else None}; {max(loaded) if loaded else None}",
                 f"{row['jobs_succeeded']}/{row['jobs']}",
                 f"{row['uploads_ready']}/{row['uploads']}",
-                f"{cpu['generator']} / {cpu['api']} / {cpu['workers']}",
+                f"{cpu['generator']} / {cpu['api']} / {cpu['workers']}"
+                if row["mode"] == "distributed"
+                else f"{cpu['generator']} / {cpu['api']} (with its in-process worker) / -",
                 str(row["window_s"]),
                 ", ".join(map(str, row["idle_job_seconds"])),
             ]  # fmt: skip
