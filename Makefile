@@ -57,7 +57,8 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.report --quick
 
 # The API under 10/30/50/100 pollers, then the whole service under 200 pollers + 20 uploads +
-# 10 jobs (about 10 minutes); distributed needs the machine's Postgres and Redis.
+# 10 jobs (about 20 minutes on a busy 2-core machine: each mode runs its 12 jobs one at a
+# time); distributed needs the machine's Postgres and Redis.
 bench-api: install
 	$(BIN)/python -m benchmarks.api_load
 	$(BIN)/python -m benchmarks.api_load --mode distributed
