@@ -38,6 +38,7 @@ def _lzma_filters(size: int) -> list[dict[str, int]]:
     dictionary = min(LZMA_DICT_BYTES, max(1 << 12, 1 << max(size - 1, 1).bit_length()))
     return [{"id": lzma.FILTER_LZMA2, "dict_size": dictionary}]
 
+
 LARGE_BYTES = 4 << 20
 """Streams beyond this are only deflated, at its default level: LZMA codes about 1 MB/s of
 float weights for a few percent over deflate."""
