@@ -47,8 +47,15 @@ def heartbeat_interval(stale_seconds: float) -> float:
 class JobProgress:
     """Maps stage progress into [start, end] of the whole job and records it."""
 
-    def __init__(self, factory: sessionmaker[Session], job_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        job_id: str,
+        attempt: int,
+        reads: sessionmaker[Session] | None = None,
+    ) -> None:
         self.factory = factory
+        self.reads = reads or factory  # the cancel check only reads
         self.job_id = job_id
         self.attempt = attempt
         self.superseded = False  # set by the heartbeat when the fence says so
@@ -138,7 +145,7 @@ class JobProgress:
         if not self.cancel_requested and now - self.last_cancel_check >= CANCEL_INTERVAL:
             self.last_cancel_check = now
             try:
-                with self.factory() as session:
+                with self.reads() as session:
                     job = session.get(Job, self.job_id)
                     status, attempts = (job.status, job.attempts) if job else ("gone", -1)
             except SQLAlchemyError as exc:  # asked again at the next check

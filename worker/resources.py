@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from compression.intake_limits import IntakeLimits
 from compression.runtime import Runtime
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from core.settings import Settings, get_settings
 from core.storage import Storage, make_storage
 from core.tables import DatasetRecord, ModelRecord
@@ -21,6 +21,13 @@ class Resources:
     settings: Settings
     sessionmaker: sessionmaker[Session]
     storage: Storage
+
+    @cached_property
+    def read_sessionmaker(self) -> sessionmaker[Session]:
+        """Sessions that only read, on the same engine: on embedded SQLite they begin
+        DEFERRED, so the worker's frequent reads (the cancel check, the job's rows) neither
+        wait for nor hold the write lock the API's writers queue for."""
+        return make_read_sessionmaker(self.sessionmaker.kw["bind"])
 
     @property
     def limits(self) -> IntakeLimits:

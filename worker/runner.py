@@ -74,7 +74,7 @@ def run_job(resources: Resources, job_id: str) -> str:
     attempt = _claim(resources, job_id)
     if attempt is None:
         return "skipped"
-    progress = JobProgress(resources.sessionmaker, job_id, attempt)
+    progress = JobProgress(resources.sessionmaker, job_id, attempt, resources.read_sessionmaker)
     beat = heartbeat_interval(resources.settings.stale_job_seconds)
     try:
         with (
@@ -135,7 +135,7 @@ def _read(resources: Resources, job_id: str, read: Callable[[Session], T]) -> T:
     """A read of the job's rows, waiting for a database that is away (``_waiting``)."""
 
     def transaction() -> T:
-        with resources.sessionmaker() as session:
+        with resources.read_sessionmaker() as session:
             return read(session)
 
     return _waiting(resources, job_id, transaction)

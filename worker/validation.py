@@ -33,7 +33,7 @@ def _validate(
     record_id: str,
     inspect: Callable[[Path, Any, IntakeLimits], dict[str, Any]],
 ) -> str:
-    with resources.sessionmaker() as session:
+    with resources.read_sessionmaker() as session:
         record = session.get(table, record_id)
         if record is None or record.deleted_at is not None or record.status != "pending":
             return "skipped"

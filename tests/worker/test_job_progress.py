@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker, upgrade_schema
 from core.settings import Settings
 from core.tables import DatasetRecord, Job, JobEvent, ModelRecord, Project
 from worker import job_progress
 from worker.job_progress import Heartbeat, JobProgress
+from worker.resources import build_resources
+from worker.runner import _read
 
 
 @pytest.fixture
@@ -57,3 +60,41 @@ def test_quiet_stages_get_heartbeat_events_naming_them(job, monkeypatch):
     last = events[-1].data
     assert last["stage"] == "pruning" and last["stage_progress"] == 0.5
     assert last["stage_seconds"] >= 0.4 and beat is not None
+
+
+def test_the_worker_reads_embedded_sqlite_without_waiting_for_the_write_lock(tmp_path) -> None:
+    """The cancel check and the runner's reads use read sessions: on SQLite they begin
+    DEFERRED, so an API request holding the write lock does not stall a running job."""
+    settings = Settings(database_url=None, redis_url=None, data_dir=tmp_path / "data")
+    upgrade_schema(settings)
+    resources = build_resources(settings)
+    upload = {"name": "u", "filename": "u", "storage_key": "k", "size_bytes": 1, "sha256": "0"}
+    with resources.sessionmaker() as session, session.begin():
+        session.add(Project(id="prj_1", name="p"))
+        session.flush()
+        session.add(ModelRecord(id="mdl_1", project_id="prj_1", **upload))
+        session.add(DatasetRecord(id="ds_1", project_id="prj_1", **upload))
+        session.flush()
+        session.add(Job(id="job_1", project_id="prj_1", model_id="mdl_1", dataset_id="ds_1",
+                        spec={}, status="cancelling"))  # fmt: skip
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_write_lock() -> None:
+        with resources.sessionmaker() as session, session.begin():  # BEGIN IMMEDIATE
+            session.execute(text("UPDATE projects SET name = 'renamed'"))
+            locked.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=hold_write_lock)
+    writer.start()
+    try:
+        assert locked.wait(5)
+        started = time.monotonic()
+        progress = JobProgress(resources.sessionmaker, "job_1", 0, resources.read_sessionmaker)
+        assert progress.should_cancel() is True
+        assert _read(resources, "job_1", lambda s: s.get(Job, "job_1").status) == "cancelling"
+        assert time.monotonic() - started < 1.0  # a write-locked read would wait 10 s
+    finally:
+        release.set()
+        writer.join()
+        resources.close()
