@@ -191,6 +191,7 @@ def main() -> None:
                 found["run"] = f"{datetime.now(UTC):%m-%d %H:%M}, engine {engine_tree()}"
                 raw["runs"][f"{name}/{user_format}"] = found
                 print(name, user_format, json.dumps(found)[:300], flush=True)
+                _write(raw)  # after each run: a run cut short keeps what it measured
                 path.unlink()
             del model
         if args.images:
