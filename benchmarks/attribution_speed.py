@@ -16,7 +16,6 @@ runs of one table row are interleaved and each timing is a median.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 import warnings
@@ -27,7 +26,7 @@ import torch
 from captum.attr import LayerDeepLift
 from torch import nn
 
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import markdown_table, sections_main
 from compression import zoo
 from compression.attribution.captum_patch import patched_deeplift, separate_chained_nonlinearities
 from compression.attribution.engine import attribute
@@ -173,14 +172,7 @@ def sections(quick: bool = False) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    tables = sections(args.quick)
-    path = write_results("attribution_speed", "All-layer DeepLIFT cost", tables, tables)
-    print(path.read_text())
+    sections_main("attribution_speed", "All-layer DeepLIFT cost", __doc__, sections, threads=2)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ checkout reproduces the numbers.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def write_results(name: str, title: str, sections: dict[str, str], raw: object) 
     markdown.write_text(header + body)
     (RESULTS / f"{name}.json").write_text(json.dumps(raw, indent=2))
     return markdown
+
+
+def sections_main(
+    name: str,
+    title: str,
+    doc: str,
+    sections: Callable[[bool], dict[str, str]],
+    threads: int = 1,
+) -> None:
+    """The command line of a benchmark whose tables BENCHMARKS.md also embeds: ``--quick``,
+    a fixed thread count, and the tables written to results/<name>.md and .json."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and cases")
+    args = parser.parse_args()
+    torch.set_num_threads(threads)
+    tables = sections(args.quick)
+    print(write_results(name, title, tables, tables).read_text())
 
 
 def mnist1d_splits(seed: int) -> tuple[Dataset, Dataset]:

@@ -17,12 +17,11 @@ columns compare criteria here, not with the paper.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 
-from benchmarks.common import markdown_table, mean_spread, write_results
+from benchmarks.common import markdown_table, mean_spread, sections_main
 from benchmarks.deployable_onnx import LENET_STEPS, LeNet5DeepCompression, upsampled_digits
 from compression import Spec, compress
 from compression.io import LoadedModel
@@ -90,13 +89,7 @@ def sections(quick: bool = False) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    tables = sections(args.quick)
-    path = write_results("headline", "Headline pipeline vs Deep Compression", tables, tables)
-    print(path.read_text())
+    sections_main("headline", "Headline pipeline vs Deep Compression", __doc__, sections)
 
 
 if __name__ == "__main__":

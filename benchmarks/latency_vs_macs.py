@@ -13,11 +13,9 @@ batch 32. A ratio is printed only where the p10-p90 spreads do not overlap.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import markdown_table, sections_main
 from benchmarks.registry import pair
 from compression import Spec, compress
 
@@ -79,13 +77,7 @@ def sections(quick: bool = False) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    tables = sections(args.quick)
-    path = write_results("latency_vs_macs", "Latency vs MACs", tables, tables)
-    print(path.read_text())
+    sections_main("latency_vs_macs", "Latency vs MACs", __doc__, sections)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from sqlalchemy import select, text
 
 from core.db import make_engine, make_sessionmaker, upgrade_schema
 from core.settings import Settings
-from core.tables import DatasetRecord, Job, JobEvent, ModelRecord, Project
+from core.tables import Job, JobEvent
+from tests.worker.rows import add_project_with_uploads, job_1
 from worker import job_progress
 from worker.job_progress import Heartbeat, JobProgress
 from worker.resources import build_resources
@@ -22,15 +23,9 @@ from worker.runner import _read
 def job(clean_postgres: str, tmp_path):
     factory = make_sessionmaker(make_engine(Settings(database_url=clean_postgres,
                                                      data_dir=tmp_path)))  # fmt: skip
-    upload = {"name": "u", "filename": "u", "storage_key": "k", "size_bytes": 1, "sha256": "0"}
     with factory() as session, session.begin():
-        session.add(Project(id="prj_1", name="p"))
-        session.flush()
-        session.add(ModelRecord(id="mdl_1", project_id="prj_1", **upload))
-        session.add(DatasetRecord(id="ds_1", project_id="prj_1", **upload))
-        session.flush()
-        session.add(Job(id="job_1", project_id="prj_1", model_id="mdl_1", dataset_id="ds_1",
-                        spec={}, status="running"))  # fmt: skip
+        add_project_with_uploads(session)
+        session.add(job_1(status="running"))
     yield factory, "job_1"
     factory.kw["bind"].dispose()
 
@@ -68,15 +63,9 @@ def test_the_worker_reads_embedded_sqlite_without_waiting_for_the_write_lock(tmp
     settings = Settings(database_url=None, redis_url=None, data_dir=tmp_path / "data")
     upgrade_schema(settings)
     resources = build_resources(settings)
-    upload = {"name": "u", "filename": "u", "storage_key": "k", "size_bytes": 1, "sha256": "0"}
     with resources.sessionmaker() as session, session.begin():
-        session.add(Project(id="prj_1", name="p"))
-        session.flush()
-        session.add(ModelRecord(id="mdl_1", project_id="prj_1", **upload))
-        session.add(DatasetRecord(id="ds_1", project_id="prj_1", **upload))
-        session.flush()
-        session.add(Job(id="job_1", project_id="prj_1", model_id="mdl_1", dataset_id="ds_1",
-                        spec={}, status="cancelling"))  # fmt: skip
+        add_project_with_uploads(session)
+        session.add(job_1(status="cancelling"))
     locked, release = threading.Event(), threading.Event()
 
     def hold_write_lock() -> None:

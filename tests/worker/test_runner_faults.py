@@ -21,16 +21,14 @@ from core.settings import Settings
 from core.storage import StorageUnavailable
 from core.tables import (
     Artifact,
-    DatasetRecord,
     Job,
     JobEvent,
-    ModelRecord,
-    Project,
     WebhookDelivery,
     WebhookEndpoint,
     utcnow,
 )
 from tests.s3_faults import FaultyS3, MotoServer
+from tests.worker.rows import add_project_with_uploads, job_1
 from tests.worker.tcp_proxy import TcpProxy
 from worker import runner
 from worker.job_progress import Heartbeat, JobProgress
@@ -64,18 +62,13 @@ def s3_resources(clean_postgres: str, tmp_path: Path, faulty_s3: FaultyS3) -> It
 def _seeded(settings: Settings) -> Iterator[Resources]:
     """Resources with project prj_1, its model, dataset, webhook endpoint and queued job_1."""
     resources = build_resources(settings)
-    upload = {"name": "u", "filename": "u", "storage_key": "k", "size_bytes": 1, "sha256": "0"}
     with resources.sessionmaker() as session, session.begin():
-        session.add(Project(id="prj_1", name="p"))
-        session.flush()
-        session.add(ModelRecord(id="mdl_1", project_id="prj_1", **upload))
-        session.add(DatasetRecord(id="ds_1", project_id="prj_1", **upload))
+        add_project_with_uploads(session)
         events = ["job.succeeded", "job.failed"]
         session.add(WebhookEndpoint(id="wh_1", project_id="prj_1", url="https://example.com/h",
                                     secret="whsec_x", events=events))  # fmt: skip
         session.flush()
-        session.add(Job(id="job_1", project_id="prj_1", model_id="mdl_1", dataset_id="ds_1",
-                        spec={}))  # fmt: skip
+        session.add(job_1())
     yield resources
     with resources.sessionmaker() as session, session.begin():  # deliveries are not truncated
         session.query(WebhookDelivery).delete()
