@@ -171,8 +171,8 @@ def _records(resources: Resources, status: str) -> tuple[str, str]:
     return ids[0], ids[1]
 
 
-@pytest.fixture
-def digits_job(resources: Resources) -> str:
+def _queued_job(resources: Resources) -> str:
+    """A queued job on a ready digits model and dataset; its id."""
     model_id, dataset_id = _records(resources, "ready")
     with resources.sessionmaker() as session, session.begin():
         project_id = session.get(ModelRecord, model_id).project_id
@@ -182,6 +182,11 @@ def digits_job(resources: Resources) -> str:
         )  # fmt: skip
         session.add(job)
     return job.id
+
+
+@pytest.fixture
+def digits_job(resources: Resources) -> str:
+    return _queued_job(resources)
 
 
 @pytest.mark.parametrize(
@@ -237,18 +242,11 @@ def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
     the artifact row and object the attempt stored, and exits; the parent returns at once."""
     resources = build_resources(_settings(clean_postgres, tmp_path, job_time_limit=120))
     monkeypatch.setattr(runner, "_execute", _stores_then_works_on)  # the forked child's too
-    model_id, dataset_id = _records(resources, "ready")
-    with resources.sessionmaker() as session, session.begin():
-        project_id = session.get(ModelRecord, model_id).project_id
-        job = Job(
-            id=new_id("job"), project_id=project_id, model_id=model_id, dataset_id=dataset_id,
-            spec={},
-        )  # fmt: skip
-        session.add(job)
+    job_id = _queued_job(resources)
 
     def stored() -> bool:
         with resources.sessionmaker() as session:
-            return session.scalar(select(Artifact).where(Artifact.job_id == job.id)) is not None
+            return session.scalar(select(Artifact).where(Artifact.job_id == job_id)) is not None
 
     def ask_back() -> None:
         wait_until(stored, 30, "the attempt's first artifact")
@@ -257,17 +255,18 @@ def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
     threading.Thread(target=ask_back, daemon=True).start()
     started = time.monotonic()
     try:
-        assert run_in_child(resources, RUN_JOB, job.id, start="fork") == "handed_back"
+        assert run_in_child(resources, RUN_JOB, job_id, start="fork") == "handed_back"
         assert time.monotonic() - started < 30
         with resources.sessionmaker() as session:
-            row = session.get(Job, job.id)
+            row = session.get(Job, job_id)
             assert (row.status, row.attempts, row.error_code) == ("queued", 1, None)
             assert row.dispatched_at is None  # due for the outbox
-            assert session.scalars(select(Artifact).where(Artifact.job_id == job.id)).all() == []
+            assert session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all() == []
             statuses = session.scalars(
-                select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.type == "status")
+                select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "status")
             ).all()
         assert [s["status"] for s in statuses] == ["running", "queued"]
+        project_id = row.project_id
         jobs_dir = resources.settings.resolved_storage_path / f"projects/{project_id}/jobs"
         assert not list(jobs_dir.rglob("*.json"))  # the stored object is gone too
     finally:
