@@ -391,9 +391,9 @@ def size_vs_bits(sizes: dict[tuple[str, str, float], list[float]]) -> str:
                 rows.append([pair.name, *cells])
         parts.append(
             f"{method} (fp32 parameter bytes / packed file bytes, DeepLIFT, no fine-tuning; "
-            "the file also holds biases, batch-norm and other float32 tensors, the "
-            "architecture and codebooks, so small models fall short of the ideal):\n\n"
-            + markdown_table([label, *[f"{s:g}" for s in strengths]], rows)
+            "entropy coding of the codes can take a file past 32 / bits, while biases, "
+            "batch-norm and other float32 tensors, the architecture and codebooks hold small "
+            "models below it):\n\n" + markdown_table([label, *[f"{s:g}" for s in strengths]], rows)
         )
     return "\n\n".join(parts)
 
