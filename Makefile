@@ -35,8 +35,8 @@ test-slow: install
 audit: install
 	$(BIN)/python .ci/dependency_audit.py
 
-# BENCHMARKS.md from the current commit (about 30 min of CPU on 2 cores; resumes from
-# benchmarks/.cache when the engine is unchanged).
+# BENCHMARKS.md from the current commit (the grid: 60 min with 2 workers on a busy 2-core
+# machine; resumes from benchmarks/.cache when the engine is unchanged).
 bench: install
 	$(BIN)/python -m benchmarks.report
 
