@@ -209,7 +209,8 @@ def collect(
     context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a forked torch
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         models = {(p.name, seed) for _, (p, seed, *_rest) in todo}
-        list(pool.map(_train, *zip(*sorted(models), strict=True))) if models else None
+        if models:
+            list(pool.map(_train, *zip(*sorted(models), strict=True)))
         pending: dict[Future, tuple[str, float]] = {}
         queue = iter(todo)
         while True:

@@ -120,7 +120,7 @@ def write_graph(
             source if isinstance(source, bytes) else _tensor_bytes(state[source])
             for source in known.sources
         )
-        if _reproduces(known.text, data, module, example, packed):
+        if _reproduces(known.text, data, module, example, packed, state):
             _DESCRIBED.move_to_end(key)
             return known.text, data
     text, data, sources = _describe(module, example, packed)
