@@ -49,7 +49,7 @@ from jobspec import Spec
 from worker.job_progress import Heartbeat, JobProgress, heartbeat_interval
 from worker.mlflow_logging import log_job
 from worker.resources import Resources, fetch, job_runtime
-from worker.shutdown import HandBack
+from worker.shutdown import HandBack, hand_back_gate
 
 log = logging.getLogger("worker.runner")
 T = TypeVar("T")
@@ -70,7 +70,14 @@ CONTENT_TYPES = {
 
 
 def run_job(resources: Resources, job_id: str) -> str:
-    """Run the job if it is runnable; return its final status (or why it was skipped)."""
+    """Run the job if it is runnable; return its final status (or why it was skipped). A
+    worker's request for the job back interrupts the work only, never the claim or the
+    terminal write (``hand_back_gate``)."""
+    with hand_back_gate(False):
+        return _run_claimed(resources, job_id)
+
+
+def _run_claimed(resources: Resources, job_id: str) -> str:
     attempt = _claim(resources, job_id)
     if attempt is None:
         return "skipped"
@@ -80,6 +87,7 @@ def run_job(resources: Resources, job_id: str) -> str:
         with (
             Heartbeat(resources.sessionmaker, job_id, progress, beat),
             tempfile.TemporaryDirectory(prefix=f"{job_id}-") as workdir,
+            hand_back_gate(True),
         ):
             metrics = _execute(resources, job_id, Path(workdir), progress)
     except AttemptSuperseded:

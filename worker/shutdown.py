@@ -19,6 +19,12 @@ Three processes take part, each with its own step:
   normally (its message is acknowledged) and the work is dispatched again through the outbox,
   to another worker.
 
+The job runner lets ``HandBack`` in only around the work itself (``hand_back_gate``): a
+request that comes while it claims the job or writes its end waits. Raised inside those
+writes, it would leave the job ``running`` with a fresh heartbeat, so the next worker would
+skip it as alive and it would wait for the reaper. A request that waited is raised when the
+work begins, or dropped when the job has already ended.
+
 A child that does not hand back within ``HAND_BACK_SECONDS`` (deep in one long native call, or
 the database away) is killed: its job is the reaper's, as after a crash.
 """
@@ -43,15 +49,43 @@ class HandBack(BaseException):
     ``TimeLimitReached``), so that no ``except Exception`` on the way swallows it."""
 
 
+class _Gate:
+    """Whether a hand-back request may be raised now, and whether one is waiting. Read and
+    written in the main thread only (where Python runs signal handlers)."""
+
+    open = True
+    waiting = False
+
+
 def raise_on_sigterm() -> None:
     """In a task's child: SIGTERM raises ``HandBack`` in the main thread, once (a second
-    SIGTERM, from a whole process group signalled, is ignored while the first is handled)."""
+    SIGTERM, from a whole process group signalled, is ignored while the first is handled);
+    while ``hand_back_gate`` is closed, the request waits instead."""
 
     def hand_back(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not _Gate.open:
+            _Gate.waiting = True
+            return
         raise HandBack("the worker is shutting down")
 
     signal.signal(signal.SIGTERM, hand_back)
+
+
+@contextlib.contextmanager
+def hand_back_gate(open_: bool) -> Iterator[None]:
+    """Closed (``False``) around writes of the work's state, open (``True``) around the work
+    itself: a request that waited is raised on opening. The previous state comes back on
+    exit."""
+    previous = _Gate.open
+    _Gate.open = open_
+    try:
+        if open_ and _Gate.waiting:
+            _Gate.waiting = False
+            raise HandBack("the worker is shutting down")
+        yield
+    finally:
+        _Gate.open = previous
 
 
 @contextlib.contextmanager

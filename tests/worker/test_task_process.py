@@ -273,6 +273,69 @@ def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
         resources.close()
 
 
+def _pauses_after_claim(marker: Path):
+    claim = runner._claim
+
+    def paused(resources: Resources, job_id: str) -> int | None:
+        attempt = claim(resources, job_id)
+        marker.touch()
+        time.sleep(1.5)  # a request for the job back comes now
+        return attempt
+
+    return "_claim", paused
+
+
+def _pauses_in_terminal_write(marker: Path):
+    fenced_write = runner._fenced_write
+
+    def paused(resources: Resources, job_id: str, attempt: int, write) -> str:
+        if write.__name__ == "succeed":
+            marker.touch()
+            time.sleep(1.5)  # a request for the job back comes now
+        return fenced_write(resources, job_id, attempt, write)
+
+    return "_fenced_write", paused
+
+
+@pytest.mark.parametrize(
+    ("pause", "outcome", "statuses"),
+    [
+        (_pauses_after_claim, "handed_back", ["running", "queued"]),
+        (_pauses_in_terminal_write, "done", ["running", "succeeded"]),
+    ],
+)
+def test_a_request_for_the_job_back_waits_for_the_claim_and_the_terminal_write(
+    clean_postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    pause, outcome: str, statuses: list[str],
+) -> None:  # fmt: skip
+    """worker.shutdown.hand_back_gate: SIGTERM just after the claim committed waits, and is
+    raised when the work begins (the job goes back to queued on its attempt); SIGTERM during
+    the terminal write waits and is dropped (the job ends succeeded). Raised inside either
+    write, it used to leave the job running with a fresh heartbeat, for the reaper."""
+    resources = build_resources(_settings(clean_postgres, tmp_path, job_time_limit=120))
+    marker = tmp_path / "paused"
+    monkeypatch.setattr(runner, *pause(marker))
+    monkeypatch.setattr(runner, "_execute", lambda *args: {"note": "stand-in"})
+    job_id = _queued_job(resources)
+
+    def ask_back() -> None:
+        wait_until(marker.exists, 30, "the pause")
+        _ask_back_once_listening(after=0)
+
+    threading.Thread(target=ask_back, daemon=True).start()
+    try:
+        assert run_in_child(resources, RUN_JOB, job_id, start="fork") == outcome
+        with resources.sessionmaker() as session:
+            row = session.get(Job, job_id)
+            events = session.scalars(
+                select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "status")
+            ).all()
+        assert (row.status, row.attempts) == (statuses[-1], 1)
+        assert [e["status"] for e in events] == statuses
+    finally:
+        resources.close()
+
+
 def test_a_validation_asked_to_stop_is_handed_back_untouched(
     resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,8 +29,8 @@ from tests.worker.processes import CeleryProcess, service_env, wait_until
 
 BROKER = f"{REDIS}/14"
 GRACE_SECONDS = 1
-SPEC = {
-    "steps": [{"type": "prune_filters", "ratio": 0.5}],
+SPEC = {  # fine-tuning makes the job long enough to be asked back mid-work on a fast machine
+    "steps": [{"type": "prune_filters", "ratio": 0.5}, {"type": "finetune", "epochs": 30}],
     "attribution": {"samples": 256},
     "evaluation": {"latency_repeats": 3},
 }
@@ -78,6 +78,10 @@ def _status(client: TestClient, job_id: str) -> str:
     return client.get(f"/v1/jobs/{job_id}").json()["status"]
 
 
+def _stage(client: TestClient, job_id: str) -> str | None:
+    return client.get(f"/v1/jobs/{job_id}").json()["stage"]
+
+
 def _statuses(client: TestClient, job_id: str) -> list[tuple[str, str | None]]:
     events = client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
     return [(e["data"]["status"], e["data"].get("reason")) for e in events if e["type"] == "status"]
@@ -97,11 +101,15 @@ def test_a_worker_asked_to_stop_hands_its_job_back_and_another_finishes_it(
         wait_for(client, f"/v1/datasets/{dataset}", {"ready"}, timeout=120)
         body = {"model_id": model, "dataset_id": dataset, **SPEC}
         job_id = client.post("/v1/jobs", json=body).json()["id"]
-        wait_for(client, f"/v1/jobs/{job_id}", {"running"}, timeout=120)
+        wait_until(lambda: _stage(client, job_id) == "finetuning", 120, "the job's fine-tuning")
 
         first.process.send_signal(signal.SIGTERM)  # the main process only, as docker stop does
         started = time.monotonic()
-        wait_until(lambda: _status(client, job_id) == "queued", 30, "the job to be handed back")
+        try:
+            wait_until(lambda: _status(client, job_id) == "queued", 30, "the hand-back")
+        except AssertionError:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            raise AssertionError(f"not handed back: {job}\n{first.log.read_text()}") from None
         handed_back_after = time.monotonic() - started
         assert GRACE_SECONDS <= handed_back_after < GRACE_SECONDS + 8, handed_back_after
         assert first.process.wait(timeout=30) == 0, first.log.read_text()  # a clean exit
