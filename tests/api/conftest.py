@@ -10,9 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.keys import create_key, create_project
 from core.settings import Settings
-from tests.api.helpers import settle, upload
+from tests.api.helpers import new_key, settle, sign_in, upload
 from worker.in_process import InProcessDispatcher
 from worker.resources import build_resources
 
@@ -43,21 +42,16 @@ def app_client(settings: Settings, dispatcher: InProcessDispatcher) -> Iterator[
     dispatcher.stop()
 
 
-def _key(client: TestClient, name: str) -> str:
-    with client.app.state.sessionmaker() as session, session.begin():
-        return create_key(session, create_project(session, name)).key
-
-
 @pytest.fixture
 def client(app_client: TestClient) -> TestClient:
     """Authenticated as project "alpha"."""
-    app_client.headers["Authorization"] = f"Bearer {_key(app_client, 'alpha')}"
+    sign_in(app_client, "alpha")
     return app_client
 
 
 @pytest.fixture
 def other_key(app_client: TestClient) -> str:
-    return _key(app_client, "beta")
+    return new_key(app_client, "beta")
 
 
 @pytest.fixture

@@ -8,9 +8,21 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from core.keys import create_key, create_project
 from worker.in_process import InProcessDispatcher
 
 PROBLEM = "application/problem+json"
+
+
+def new_key(client: TestClient, project: str) -> str:
+    """An API key of a new project named ``project``, written through the app's database."""
+    with client.app.state.sessionmaker() as session, session.begin():
+        return create_key(session, create_project(session, project)).key
+
+
+def sign_in(client: TestClient, project: str) -> None:
+    """Every later request of ``client`` acts for a new project named ``project``."""
+    client.headers["Authorization"] = f"Bearer {new_key(client, project)}"
 
 
 def upload(client: TestClient, kind: str, content: bytes, filename: str, **fields: str) -> Any:

@@ -21,12 +21,11 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core import outbox
 from core.dispatch import RUN_JOB, VALIDATE_DATASET, VALIDATE_MODEL, CeleryDispatcher
-from core.keys import create_key, create_project
 from core.outbox import Due
 from core.settings import Settings
 from core.tables import DatasetRecord, Job, ModelRecord, utcnow
 from launcher.embedded import requeue_leftovers
-from tests.api.helpers import upload
+from tests.api.helpers import sign_in, upload
 from tests.conftest import REDIS
 from tests.worker.processes import free_port
 from worker.in_process import InProcessDispatcher
@@ -57,9 +56,7 @@ def settings(clean_postgres: str, tmp_path: Path, queue: str) -> Settings:
 def client(settings: Settings, queue: str) -> Iterator[TestClient]:
     down = CeleryDispatcher(f"redis://127.0.0.1:{free_port()}/0", queue)
     with TestClient(create_app(settings, down)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "outbox")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "outbox")
         yield client
 
 

@@ -21,9 +21,8 @@ from sqlalchemy.engine import make_url
 
 from api.incoming import PREFIX
 from api.main import create_app
-from core.keys import create_key, create_project
 from core.settings import Settings
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, sign_in
 from tests.conftest import migrate
 from tests.worker.processes import PostgresServer, wait_until
 from tests.worker.tcp_proxy import TcpProxy
@@ -58,9 +57,7 @@ def client(proxy: TcpProxy, clean_postgres: str, tmp_path: Path) -> Iterator[Tes
     settings = _settings(url.render_as_string(hide_password=False), tmp_path)
     dispatcher = InProcessDispatcher(build_resources(settings)).start()
     with TestClient(create_app(settings, dispatcher)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "outages")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "outages")
         yield client
     dispatcher.stop()
 
@@ -152,9 +149,7 @@ def test_a_frozen_postgres_is_a_503_within_a_second_and_recovers_by_itself(
     dispatcher = InProcessDispatcher(build_resources(settings))
     try:
         with TestClient(create_app(settings, dispatcher)) as client:
-            with client.app.state.sessionmaker() as session, session.begin():
-                key = create_key(session, create_project(session, "frozen")).key
-            client.headers["Authorization"] = f"Bearer {key}"
+            sign_in(client, "frozen")
             assert client.get("/v1/jobs").status_code == 200  # pooled connections exist
 
             server.freeze()

@@ -19,7 +19,7 @@ from api.main import create_app
 from core.db import make_engine, make_sessionmaker, upgrade_schema
 from core.keys import create_key, create_project
 from core.settings import Settings
-from tests.api.helpers import assert_problem
+from tests.api.helpers import assert_problem, sign_in
 from worker.in_process import InProcessDispatcher
 
 HOLD_SECONDS = 5.0
@@ -76,9 +76,7 @@ def test_a_request_uses_one_connection_and_reads_without_the_lock(tmp_path: Path
     upgrade_schema(settings)
     dispatcher = InProcessDispatcher(None)  # type: ignore[arg-type] - never started
     with TestClient(create_app(settings, dispatcher)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "alpha")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "alpha")
         checkouts: list[object] = []
         begins: list[str] = []
 

@@ -19,12 +19,11 @@ from sqlalchemy.orm import Session
 from api.main import create_app
 from core.dispatch import RUN_JOB
 from core.ids import new_id
-from core.keys import create_key, create_project
 from core.outbound import OutboundPolicy
 from core.settings import Settings
 from core.tables import Job, ModelRecord, WebhookDelivery
 from core.webhook_sender import deliver_due
-from tests.api.helpers import assert_problem, wait_for
+from tests.api.helpers import assert_problem, sign_in, wait_for
 from worker.in_process import InProcessDispatcher
 from worker.resources import build_resources
 from worker.tasks import HANDLERS
@@ -234,9 +233,7 @@ def test_the_guard_is_on_by_default(
         database_url=app_client.app.state.settings.database_url, redis_url=None
     )  # fmt: skip
     with TestClient(create_app(default, InProcessDispatcher(None))) as other:  # type: ignore[arg-type]
-        with other.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "guarded")).key
-        other.headers["Authorization"] = f"Bearer {key}"
+        sign_in(other, "guarded")
         other.app.state.outbound_policy = OutboundPolicy(
             resolver=lambda host, port: [resolves_to or host]
         )

@@ -13,9 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.keys import create_key, create_project
 from core.settings import Settings
-from tests.api.helpers import upload, wait_for
+from tests.api.helpers import sign_in, upload, wait_for
 from tests.conftest import REDIS
 from tests.worker.processes import CeleryProcess, service_env
 
@@ -60,9 +59,7 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "celery")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "celery")
         yield client
 
 

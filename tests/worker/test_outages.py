@@ -15,10 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from api.main import create_app
-from core.keys import create_key, create_project
 from core.settings import Settings
 from core.tables import Artifact, Job
-from tests.api.helpers import upload, wait_for
+from tests.api.helpers import sign_in, upload, wait_for
 from tests.worker.processes import CeleryProcess, RedisServer, service_env
 from tests.worker.tcp_proxy import TcpProxy
 
@@ -66,9 +65,7 @@ def deployment(settings: Settings, broker: RedisServer, tmp_path: Path) -> Itera
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "outage")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "outage")
         yield client
 
 
@@ -131,9 +128,7 @@ def test_a_database_outage_mid_job_is_ridden_out(
     worker = CeleryProcess.job_worker(service_env(settings, broker.url), tmp_path / "jobs.log")
     try:
         with TestClient(create_app(settings)) as client:
-            with client.app.state.sessionmaker() as session, session.begin():
-                key = create_key(session, create_project(session, "db-outage")).key
-            client.headers["Authorization"] = f"Bearer {key}"
+            sign_in(client, "db-outage")
             model = upload(client, "models", digits_model_pt2, "digits.pt2")["id"]
             dataset = upload(client, "datasets", digits_npz, "digits.npz")["id"]
             wait_for(client, f"/v1/datasets/{dataset}", {"ready"}, timeout=120)

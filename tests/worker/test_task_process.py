@@ -20,10 +20,10 @@ from sqlalchemy import select
 from api.main import create_app
 from core.dispatch import RUN_JOB, VALIDATE_DATASET
 from core.ids import new_id
-from core.keys import create_key, create_project
+from core.keys import create_project
 from core.settings import Settings
 from core.tables import Artifact, DatasetRecord, Job, JobEvent, ModelRecord
-from tests.api.helpers import upload, wait_for
+from tests.api.helpers import sign_in, upload, wait_for
 from tests.worker.processes import wait_until
 from worker import runner, tasks
 from worker.in_process import InProcessDispatcher
@@ -45,9 +45,7 @@ def _service(settings: Settings) -> Iterator[tuple[TestClient, Resources]]:
     resources = build_resources(settings)
     dispatcher = InProcessDispatcher(resources).start()
     with TestClient(create_app(settings, dispatcher)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "limits")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "limits")
         yield client, resources
     dispatcher.stop()
 

@@ -20,10 +20,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.main import create_app
-from core.keys import create_key, create_project
 from core.settings import Settings
 from core.tables import Artifact, Job
-from tests.api.helpers import upload, wait_for
+from tests.api.helpers import sign_in, upload, wait_for
 from tests.conftest import REDIS
 from tests.worker.processes import CeleryProcess, service_env, wait_until
 
@@ -60,9 +59,7 @@ def env(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
-        with client.app.state.sessionmaker() as session, session.begin():
-            key = create_key(session, create_project(session, "shutdown")).key
-        client.headers["Authorization"] = f"Bearer {key}"
+        sign_in(client, "shutdown")
         yield client
 
 
