@@ -32,8 +32,13 @@ def _run(model: onnx.ModelProto, x: torch.Tensor) -> np.ndarray:
 
 
 def _close(actual: np.ndarray, expected: np.ndarray) -> bool:
-    """The outputs agree to float32 accumulation order (the weights themselves are exact)."""
-    return np.allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    """The outputs agree to float32 accumulation order (the weights themselves are exact).
+    That error scales with the outputs' magnitude, not each output's own value: 16-bit codes
+    give outputs in the hundreds where small ones cancel (a 2e-4 difference at -59 seen on
+    CI), so the bound is relative to the largest output; a mis-decoded code (wrong bits, sign
+    or scale) lands far above it."""
+    scale = max(1.0, float(np.abs(expected).max()))
+    return float(np.abs(actual - expected).max()) <= 1e-5 * scale
 
 
 def _optimized_ops(model: onnx.ModelProto, path) -> list[str]:
