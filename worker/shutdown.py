@@ -49,6 +49,9 @@ class HandBack(BaseException):
     ``TimeLimitReached``), so that no ``except Exception`` on the way swallows it."""
 
 
+SHUTTING_DOWN = "the worker is shutting down"
+
+
 class _Gate:
     """Whether a hand-back request may be raised now, and whether one is waiting. Read and
     written in the main thread only (where Python runs signal handlers)."""
@@ -67,7 +70,7 @@ def raise_on_sigterm() -> None:
         if not _Gate.open:
             _Gate.waiting = True
             return
-        raise HandBack("the worker is shutting down")
+        raise HandBack(SHUTTING_DOWN)
 
     signal.signal(signal.SIGTERM, hand_back)
 
@@ -82,7 +85,7 @@ def hand_back_gate(open_: bool) -> Iterator[None]:
     try:
         if open_ and _Gate.waiting:
             _Gate.waiting = False
-            raise HandBack("the worker is shutting down")
+            raise HandBack(SHUTTING_DOWN)
         yield
     finally:
         _Gate.open = previous

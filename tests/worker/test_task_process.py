@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -271,7 +271,7 @@ def test_a_child_asked_to_stop_hands_its_job_back_fenced_and_clean(
         resources.close()
 
 
-def _pauses_after_claim(marker: Path):
+def _pauses_after_claim(marker: Path) -> tuple[str, Callable[..., int | None]]:
     claim = runner._claim
 
     def paused(resources: Resources, job_id: str) -> int | None:
@@ -283,7 +283,7 @@ def _pauses_after_claim(marker: Path):
     return "_claim", paused
 
 
-def _pauses_in_terminal_write(marker: Path):
+def _pauses_in_terminal_write(marker: Path) -> tuple[str, Callable[..., str]]:
     fenced_write = runner._fenced_write
 
     def paused(resources: Resources, job_id: str, attempt: int, write) -> str:
