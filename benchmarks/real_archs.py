@@ -35,6 +35,7 @@ from benchmarks.common import RESULTS, markdown_table, write_results
 from benchmarks.report import engine_tree
 from compression import zoo
 from compression.io.user_formats import USER_FORMATS, write_as
+from compression.runtime import Runtime
 from compression.zoo.imagenet import BUILDERS
 
 SPEC = {
@@ -166,8 +167,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=4)
     args = parser.parse_args()
     if args.child:
-        torch.set_num_threads(2)
-        print(json.dumps(child(*args.child)))
+        with Runtime(threads=2).activated():  # as the worker runs a job
+            print(json.dumps(child(*args.child)))
         return
     raw_path = RESULTS / "real_archs.json"
     raw = json.loads(raw_path.read_text()) if raw_path.exists() else {"runs": {}}

@@ -1,4 +1,5 @@
 """Batch sizes that fit the device: start from the requested size, halve on out-of-memory.
+On the CPU, start no larger than the host's activation budget allows.
 
 A pass over the data (attribution, Taylor scores, evaluation) is restarted from its first
 batch with half the batch size when CUDA runs out of memory: every batch of a pass has the
@@ -34,13 +35,30 @@ def with_fitting_batch(
     what: str,
     runtime: Runtime,
     monitor: Monitor | None = None,
+    sample_bytes: int = 0,
 ) -> T:
     """Run ``work(batch_size)``, halving the batch size after each out-of-memory error
     until it succeeds; at batch size 1 the error is raised. ``what`` names the kind of work
-    (``attribution``, ``evaluation``, ...) in events and in ``runtime.batch_limits``."""
+    (``attribution``, ``evaluation``, ...) in events and in ``runtime.batch_limits``.
+
+    On the CPU, where running out of memory raises nothing, a pass whose samples take
+    ``sample_bytes`` each (``compression.activation_size``) starts at a batch that keeps
+    within ``runtime.host_batch_bytes``, and says so in the same event."""
     if requested < 1:
         raise ValueError(f"batch size must be at least 1, got {requested}")
     size = min(requested, runtime.batch_limits.get(what, requested))
+    if not runtime.is_cuda and sample_bytes > 0:
+        fits = max(1, runtime.host_batch_bytes // sample_bytes)
+        if fits < size:
+            if monitor is not None:
+                monitor.notify(
+                    "batch_size_reduced",
+                    {"work": what, "from": size, "to": fits, "requested": requested,
+                     "device": str(runtime.device),
+                     "reason": f"host memory: about {sample_bytes / 2**20:.0f} MiB per "
+                               f"sample, {runtime.host_batch_bytes / 2**20:.0f} MiB per batch"},
+                )  # fmt: skip
+            size = fits
     while True:
         try:
             return work(size)

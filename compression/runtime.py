@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from compression import host_memory
+
 DEVICE_SETTING = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 """What a device setting may say: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``."""
 
@@ -49,6 +51,9 @@ def resolve_device(setting: str = "auto") -> torch.device:
     return device
 
 
+HOST_BATCH_BYTES = 512 * 2**20
+
+
 @dataclass(frozen=True)
 class Runtime:
     """The device, thread count, GPU memory limit and precision of one job's computations."""
@@ -58,6 +63,10 @@ class Runtime:
     """torch intra-op threads while the runtime is active; None leaves torch's choice."""
     gpu_memory_fraction: float | None = None
     """Share of the GPU's memory this process may allocate (CUDA only); None: all of it."""
+    host_batch_bytes: int = HOST_BATCH_BYTES
+    """Activation memory one batch of attribution or evaluation may take on the CPU: passes
+    over large inputs use smaller batches (``compression.batch_fit``), so a job's peak memory
+    is its models plus one such batch."""
     bf16_autocast: bool = False
     batch_limits: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     """The largest batch that fitted, per kind of work, once one had to be halved (so later
@@ -97,15 +106,22 @@ class Runtime:
             torch.cuda.synchronize(self.device)
 
     def release(self) -> None:
-        """Return cached GPU memory to the driver (after a job, or after out-of-memory)."""
+        """Return cached GPU memory to the driver and free heap pages to the operating system
+        (after a job, or after out-of-memory)."""
         gc.collect()
+        host_memory.trim()
         if self.is_cuda:
             torch.cuda.empty_cache()
 
     @contextmanager
     def activated(self) -> Iterator[Runtime]:
         """Apply thread count and GPU memory limit for the block and count its peak GPU
-        memory from zero; restore the thread count and release GPU memory afterwards."""
+        memory from zero; restore the thread count and release GPU memory afterwards.
+
+        Large host allocations are returned to the operating system when freed from here on
+        (``host_memory.return_large_frees``; not undone: it only changes where large blocks
+        come from, and a worker runs each job in a child of its own)."""
+        host_memory.return_large_frees()
         threads = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)

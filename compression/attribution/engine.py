@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from compression.activation_size import BACKWARD_FACTOR, sample_bytes
 from compression.attribution.baselines import BaselineName, blur, shared_baseline
 from compression.attribution.normalize import normalize
 from compression.attribution.rule_modules import recording, rules_installed
@@ -131,7 +132,8 @@ def attribute(
             monitor, runtime,
         )  # fmt: skip
 
-    return with_fitting_batch(run, batch_size, "attribution", runtime, monitor)
+    per_sample = sample_bytes(gm, data, BACKWARD_FACTOR, runtime)
+    return with_fitting_batch(run, batch_size, "attribution", runtime, monitor, per_sample)
 
 
 def _attribute(
@@ -241,6 +243,9 @@ class _Totals:
                 self.weights[name] += weight_relevance(self.layers[name], multiplier, delta_in)
 
     def averages(self, count: int) -> dict[str, LayerRelevance]:
+        """Divides the per-weight sums in place (on the CPU they are the result): a second
+        copy would double the largest allocation of the attribution."""
+
         def mean(name: str, kind: str) -> Tensor | None:
             total = self.sums.get((name, kind))
             return None if total is None else total.cpu() / count
@@ -250,7 +255,7 @@ class _Totals:
                 channel=mean(name, "relevance"),
                 channel_net=mean(name, "net"),
                 ablation=mean(name, "ablation"),
-                weights=None if self.weights is None else self.weights[name].cpu() / count,
+                weights=None if self.weights is None else self.weights[name].cpu().div_(count),
             )
             for name in self.layers
         }

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compression.activation_size import BACKWARD_FACTOR, sample_bytes
 from compression.batch_fit import with_fitting_batch
 from compression.criteria.base import (
     Criterion,
@@ -53,7 +54,10 @@ class Taylor(Criterion):
         def run(size: int) -> Scores:
             return self._score(model, layers, data, size, monitor)
 
-        return with_fitting_batch(run, self.options.batch_size, "taylor", runtime, monitor)
+        per_sample = sample_bytes(model, data, BACKWARD_FACTOR, runtime)
+        return with_fitting_batch(
+            run, self.options.batch_size, "taylor", runtime, monitor, per_sample
+        )
 
     def _score(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compression.activation_size import FORWARD_FACTOR, sample_bytes
 from compression.batch_fit import with_fitting_batch
 from compression.data import Dataset
 from compression.progress import Monitor, tracked_batches
@@ -31,4 +32,5 @@ def top1_accuracy(
             correct += int((logits.argmax(dim=1) == runtime.put(y)).sum())
         return correct / data.num_samples
 
-    return with_fitting_batch(run, batch_size, "evaluation", runtime, monitor)
+    per_sample = sample_bytes(model, data, FORWARD_FACTOR, runtime)
+    return with_fitting_batch(run, batch_size, "evaluation", runtime, monitor, per_sample)

@@ -9,13 +9,17 @@ Out-of-memory is injected by a tiny wrapper module that raises torch's own
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 from compression import Spec, compress
+from compression.activation_size import BACKWARD_FACTOR, leaf_output_bytes
 from compression.attribution.engine import attribute
+from compression.attribution.normalize import normalize
 from compression.batch_fit import with_fitting_batch
 from compression.criteria import ScoringOptions, get_criterion
 from compression.data import Dataset
@@ -25,6 +29,7 @@ from compression.layers import weighted_layers
 from compression.progress import Monitor
 from compression.runtime import Runtime, resolve_device
 from compression.training import fit
+from tests.conftest import ROOT
 
 CUDA = torch.cuda.is_available()
 
@@ -136,7 +141,9 @@ def test_evaluation_halves_its_batch_and_counts_every_sample(digits: Dataset) ->
 
     assert accuracy == expected
     assert [(d["from"], d["to"]) for _, d in log] == [(256, 128), (128, 64), (64, 32)]
-    assert max(small.sizes[3:]) == 32 and sum(small.sizes[3:]) == digits.num_samples
+    assert small.sizes[0] == 1  # the one-sample forward that sizes batches for the host
+    assert small.sizes[1:4] == [256, 128, 64]
+    assert max(small.sizes[4:]) == 32 and sum(small.sizes[4:]) == digits.num_samples
 
 
 def test_attribution_after_halving_equals_the_full_batch_result(
@@ -281,3 +288,71 @@ def test_a_real_cuda_out_of_memory_halves_the_batch() -> None:
         torch.testing.assert_close(
             result.layers[name].channel, expected.layers[name].channel, rtol=1e-3, atol=1e-6
         )
+
+
+# ------------------------------------------------------------------ host memory budget
+
+
+def test_leaf_output_bytes_counts_every_leaf_output_of_one_sample() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(128, 10)
+    )
+    # conv 2x8x8 = 128, relu 128, flatten 128, linear 10 floats
+    assert leaf_output_bytes(model, torch.rand(1, 1, 8, 8)) == 4 * (128 + 128 + 128 + 10)
+
+
+def test_a_cpu_pass_starts_at_the_batch_the_host_budget_allows(
+    trained_digits_cnn: LoadedModel, digits: Dataset
+) -> None:
+    data = digits.subset(torch.arange(96))
+    model = copy.deepcopy(trained_digits_cnn.module)
+    layers = weighted_layers(model, trained_digits_cnn.example_input())
+    per_sample = int(
+        BACKWARD_FACTOR * leaf_output_bytes(normalize(model), data.samples(slice(0, 1)))
+    )
+    full = get_criterion("deeplift", ScoringOptions(batch_size=96)).score(model, layers, data)
+    log: list[tuple[str, dict]] = []
+    runtime = Runtime(host_batch_bytes=10 * per_sample + per_sample // 2)
+    counted = FitsUpTo(layers["conv1"], 96)
+    options = ScoringOptions(batch_size=96, runtime=runtime)
+    scores = get_criterion("deeplift", options).score(model, layers, data, _events(log))
+    counted.remove()
+    assert [(d["from"], d["to"]) for _, d in log] == [(96, 10)]
+    assert log[0][1]["reason"].startswith("host memory: about ")
+    assert runtime.batch_limits == {}  # a budget, not a failure: the next pass sizes itself
+    # the one-sample forward that sized them, then per batch the shared zero baseline's pass
+    # and the attribution pass
+    assert counted.sizes == [1, *[1, 10] * 9, 1, 6]
+    for layer in layers:  # the same sums as one batch of 96
+        torch.testing.assert_close(scores[layer].channels, full[layer].channels)
+        torch.testing.assert_close(scores[layer].weights, full[layer].weights)
+    assert top1_accuracy(model, data, 96, runtime=Runtime(host_batch_bytes=1)) == top1_accuracy(
+        model, data, 96
+    )  # batch 1 at the least
+
+
+RETURNED = """
+import os, torch
+from compression import host_memory
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+if {setting}:
+    assert host_memory.return_large_frees()
+torch.empty(2 << 20, dtype=torch.uint8)  # freed at once: glibc raises its threshold to 2 MiB
+blocks = [torch.ones(2 << 20, dtype=torch.uint8) for _ in range(100)]
+held = rss()
+keep = blocks[-1]  # the top of the heap stays in use, so it cannot shrink from the top
+del blocks
+print((held - rss()) >> 20)
+"""
+
+
+@pytest.mark.parametrize("setting", [False, True])
+def test_large_frees_go_back_to_the_system_once_asked(setting: bool) -> None:
+    """100 blocks of 2 MiB, all but the last freed: without the setting glibc keeps them in
+    its heap (the threshold grew past 2 MiB on the first free); with it they are unmapped."""
+    code = RETURNED.format(setting=setting)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    returned_mib = int(done.stdout.strip())
+    assert returned_mib >= 190 if setting else returned_mib <= 10
