@@ -309,7 +309,8 @@ def tensor_bytes_declared(text: bytes) -> int:
 
 def read_graph(text: bytes, data: bytes, weights: Mapping[str, torch.Tensor]) -> fx.GraphModule:
     """Build the module graph the description names, fill in its tensors and the packed
-    ``weights`` (layer name -> weight), and refuse anything that does not fit exactly."""
+    ``weights`` (layer name -> weight, taken as the layers' weights: shared, not copied), and
+    refuse anything that does not fit exactly."""
     description = _description(text)
     root = nn.Module()
     for name, type_name, arguments in _entries(description, "modules", 3):
@@ -433,8 +434,11 @@ def _fill(root: nn.Module, table: list, data: bytes, weights: Mapping[str, torch
             offset += size
             if size:
                 tensor.copy_(torch.frombuffer(chunk, dtype=dtype).reshape(shape))
-        for layer, weight in weights.items():
-            state[f"{layer}.weight"].copy_(weight)
+    for layer, weight in weights.items():  # taken, not copied: they are most of a model, and
+        target = state[f"{layer}.weight"]  # the empty tensor they replace was never touched
+        root.get_submodule(layer).weight = nn.Parameter(
+            weight.detach().to(target.dtype), requires_grad=target.requires_grad
+        )
     if offset != len(data):
         raise InvalidModel(f"packed tensor section has {len(data)} bytes, the table says {offset}")
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -128,6 +129,8 @@ class PostgresServer:
             os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
         if self.process.poll() is None:
             self.thaw()
             self.process.send_signal(signal.SIGINT)  # fast shutdown
@@ -157,22 +160,48 @@ def service_env(settings: Settings, broker: str) -> dict[str, str]:
 
 
 class CeleryProcess:
-    """``celery -A worker.celery_app ...`` in its own process group, logging to ``log``."""
+    """``celery -A worker.celery_app ...`` in its own process group, logging to ``log``.
+
+    With ``restart`` it is started again whenever it exits unasked, as the deployment's
+    ``restart: unless-stopped`` does; ``exits`` keeps the last log lines of each such exit, so
+    a test can say what happened (kombu has been seen to end a worker with an AttributeError
+    while it reconnected to a Redis that had gone away)."""
 
     def __init__(
-        self, env: dict[str, str], log: Path, args: list[str], ready: str = "ready."
-    ) -> None:
-        self.log = log
+        self, env: dict[str, str], log: Path, args: list[str], ready: str = "ready.",
+        restart: bool = False,
+    ) -> None:  # fmt: skip
+        self.env, self.log, self.args, self.ready = env, log, args, ready
+        self.exits: list[str] = []
+        self._stopping = False
+        self._lock = threading.Lock()
+        log.write_text("")
+        self._launch()
+        if restart:
+            threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _launch(self) -> None:
+        started = self.log.read_text().count(self.ready)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", *args],
-            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", *self.args],
+            cwd=ROOT, env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while ready not in log.read_text():
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"{args[0]} did not start: {log.read_text()}"
+        while self.log.read_text().count(self.ready) == started:
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"{self.args[0]} did not start: {self.log}"
             time.sleep(0.2)
+
+    def _supervise(self) -> None:
+        while True:
+            self.process.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+                self.exits.append("\n".join(self.log.read_text().splitlines()[-5:]))
+                time.sleep(1)
+                self._launch()
 
     @classmethod
     def job_worker(cls, env: dict[str, str], log: Path) -> CeleryProcess:
@@ -184,8 +213,8 @@ class CeleryProcess:
     @classmethod
     def housekeeping(cls, env: dict[str, str], log: Path) -> CeleryProcess:
         """The light worker on the housekeeping queue, with beat inside it (``-B``) to save a
-        process in tests; the deployment runs beat on its own."""
-        return cls(env, log, [
+        process in tests; the deployment runs beat on its own. Restarted like the deployment's."""
+        return cls(env, log, restart=True, args=[
             "worker", "--queues", env["HOUSEKEEPING_QUEUE"], "--pool", "threads",
             "--concurrency", "4", "--loglevel", "INFO", "-B", "--schedule",
             str(log.with_suffix(".beat")), "--without-gossip", "--without-mingle",
@@ -200,6 +229,8 @@ class CeleryProcess:
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
         if self.process.poll() is None:
             self.signal(signal.SIGTERM)
             try:

@@ -60,6 +60,8 @@ def deployment(settings: Settings, broker: RedisServer, tmp_path: Path) -> Itera
     yield
     for process in processes:
         process.stop()
+        if process.exits:  # shown with a failure: what a restart hid
+            print(f"{process.log.name}: restarted after", *process.exits, sep="\n")
 
 
 @pytest.fixture
