@@ -29,17 +29,19 @@ def pack_bits(values: torch.Tensor, bits: int) -> bytes:
     _check_bits(bits)
     if values.is_floating_point() or values.is_complex():
         raise ValueError(f"pack_bits takes integers or booleans, not {values.dtype}")
-    flat = values.detach().reshape(-1).cpu().to(torch.int64).numpy()
-    if flat.size and (flat.min() < 0 or flat.max() >= 1 << bits):
+    flat = values.detach().reshape(-1).cpu()
+    low, high = (int(flat.min()), int(flat.max())) if flat.numel() else (0, 0)
+    if low < 0 or high >= 1 << bits:
         raise ValueError(
-            f"values must lie in [0, {(1 << bits) - 1}] to fit {bits} bits; "
-            f"got [{flat.min()}, {flat.max()}]"
+            f"values must lie in [0, {(1 << bits) - 1}] to fit {bits} bits; got [{low}, {high}]"
         )
-    codes = flat.astype(np.uint32)
     shifts = np.arange(bits, dtype=np.uint32)
-    chunks = [
-        np.packbits((codes[start : start + CHUNK, None] >> shifts) & 1, bitorder="little")
-        for start in range(0, codes.size, CHUNK)
+    chunks = [  # converted a chunk at a time: a wide layer's codes as int64 are gigabytes
+        np.packbits(
+            (flat[start : start + CHUNK].numpy().astype(np.uint32)[:, None] >> shifts) & 1,
+            bitorder="little",
+        )
+        for start in range(0, flat.numel(), CHUNK)
     ]
     return b"".join(chunk.tobytes() for chunk in chunks)
 

@@ -175,7 +175,8 @@ def _stored_levels(entry: LayerEntry, data: dict[Role, bytes]) -> torch.Tensor:
         raise InvalidModel(
             f"packed layer {entry.name!r} holds code {int(codes.max())}, outside [0, {limit})"
         )
-    return codes if entry.kind == "shared" else codes - (2 ** (entry.bits - 1) - 1)
+    codes = codes.to(torch.int32)  # half the bytes of int64 beside a wide layer's weight
+    return codes if entry.kind == "shared" else codes.sub_(2 ** (entry.bits - 1) - 1)
 
 
 def _bytes(entry: LayerEntry, role: Role, data: bytes, size: int) -> bytes:
