@@ -146,12 +146,20 @@ def test_evaluation_halves_its_batch_and_counts_every_sample(digits: Dataset) ->
     assert max(small.sizes[4:]) == 32 and sum(small.sizes[4:]) == digits.num_samples
 
 
-def test_attribution_after_halving_equals_the_full_batch_result(
+@pytest.fixture
+def batch_of_96(
     trained_digits_cnn: LoadedModel, digits: Dataset
-) -> None:
-    data = digits.subset(torch.arange(96))
+) -> tuple[Dataset, nn.Module, dict[str, nn.Module]]:
+    """96 digits, a copy of the trained CNN and its layers: one pass, in batches or whole."""
     model = copy.deepcopy(trained_digits_cnn.module)
     layers = weighted_layers(model, trained_digits_cnn.example_input())
+    return digits.subset(torch.arange(96)), model, layers
+
+
+def test_attribution_after_halving_equals_the_full_batch_result(
+    batch_of_96: tuple[Dataset, nn.Module, dict[str, nn.Module]],
+) -> None:
+    data, model, layers = batch_of_96
     for name in ("deeplift", "taylor"):
         full = get_criterion(name, ScoringOptions(batch_size=96)).score(model, layers, data)
         log: list[tuple[str, dict]] = []
@@ -302,11 +310,9 @@ def test_leaf_output_bytes_counts_every_leaf_output_of_one_sample() -> None:
 
 
 def test_a_cpu_pass_starts_at_the_batch_the_host_budget_allows(
-    trained_digits_cnn: LoadedModel, digits: Dataset
+    batch_of_96: tuple[Dataset, nn.Module, dict[str, nn.Module]],
 ) -> None:
-    data = digits.subset(torch.arange(96))
-    model = copy.deepcopy(trained_digits_cnn.module)
-    layers = weighted_layers(model, trained_digits_cnn.example_input())
+    data, model, layers = batch_of_96
     per_sample = int(
         BACKWARD_FACTOR * leaf_output_bytes(normalize(model), data.samples(slice(0, 1)))
     )
