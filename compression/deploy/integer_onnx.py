@@ -158,7 +158,31 @@ def integer_onnx(
 ) -> tuple[ModelProto, IntegerOnnxReport]:
     """Rewrite ``fp32`` (exported from ``module``) so every layer with an encoding or a mask
     is stored by its codes; proves each decoded weight equals the torch weight. Values are
-    renamed short (``compact_names``); the graph's inputs and outputs keep their names."""
+    renamed short (``compact_names``); the graph's inputs and outputs keep their names.
+
+    The two halves, ``rewrite_integer`` and ``finish_integer``, let a caller drop ``fp32``
+    between them, as ``deliverables`` does: the check decodes every weight in onnxruntime."""
+    return finish_integer(rewrite_integer(fp32, module, encodings, masks, weight_decode), module)
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """An integer model not yet checked: the layers' replaced initializers (layer -> tensor
+    name) still carry their exported names."""
+
+    model: ModelProto
+    replaced: dict[str, str]
+    report: IntegerOnnxReport
+
+
+def rewrite_integer(
+    fp32: ModelProto,
+    module: nn.Module,
+    encodings: Mapping[str, LayerEncoding],
+    masks: Mapping[str, torch.Tensor],
+    weight_decode: WeightDecode = "cast",
+) -> Rewritten:
+    """The rewrite of ``integer_onnx``, checked as ONNX but not yet decoded."""
     initializers = {init.name: init for init in fp32.graph.initializer}
     template = _without_initializers(fp32)
     # Layer by layer the smallest form is kept; a model-local function is paid once per
@@ -175,9 +199,15 @@ def integer_onnx(
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ExportFailed(f"the integer ONNX model is not valid ONNX: {exc}") from exc
-    _check_weights(model, replaced, initializers)
-    compact_names(model)
-    return model, report
+    return Rewritten(model, replaced, report)
+
+
+def finish_integer(rewritten: Rewritten, module: nn.Module) -> tuple[ModelProto, IntegerOnnxReport]:
+    """Prove every decoded weight equals ``module``'s (the rewrite took an initializer for a
+    layer only where it equals that weight exactly), then give values short names."""
+    _check_weights(rewritten.model, rewritten.replaced, module)
+    compact_names(rewritten.model)
+    return rewritten.model, rewritten.report
 
 
 def _without_initializers(model: ModelProto) -> ModelProto:
@@ -424,12 +454,11 @@ class _LayerCodes:
         decoder.op("Mul", [levels, decoder.floats(scales, column)], output)
 
 
-def _check_weights(
-    model: ModelProto, outputs: Mapping[str, str], initializers: Mapping[str, TensorProto]
-) -> None:
+def _check_weights(model: ModelProto, outputs: Mapping[str, str], module: nn.Module) -> None:
     """Run onnxruntime on the decoders of the weights (layer -> tensor name), a layer at a
     time (a wide layer's decoding holds several int64 copies of its codes); each must equal
-    the float32 initializer it replaced, element for element."""
+    the torch weight (which the float32 initializer it replaced equals), element for
+    element."""
     if not outputs:
         return
     probe = _decoders_only(model, set(outputs.values()))
@@ -453,7 +482,7 @@ def _check_weights(
             (decoded,) = session.run([tensor], feeds)
         except Exception as exc:
             raise ExportFailed(f"onnxruntime cannot run the integer ONNX model: {exc}") from exc
-        expected = numpy_helper.to_array(initializers[tensor])
+        expected = module.get_submodule(layer).weight.detach().cpu().to(torch.float32).numpy()
         if decoded.shape != expected.shape or not np.array_equal(decoded, expected):
             raise ExportFailed(
                 f"the integer ONNX model decodes layer {layer!r} to other values than its "

@@ -111,7 +111,7 @@ def test_a_failed_integer_rewrite_still_delivers_float32(
     def broken(*args, **kwargs):
         raise ExportFailed("the integer ONNX model decodes layer 'fc1' to other values")
 
-    monkeypatch.setattr(deliverables, "integer_onnx", broken)
+    monkeypatch.setattr(deliverables, "finish_integer", broken)  # the decoded-weight check
     spec = Spec.model_validate({**FAST, "steps": STEPS[:1]})
     result = compress(trained_digits_cnn, digits, spec, onnx_dir=tmp_path)
     onnx_report = result.metrics["onnx"]
