@@ -129,8 +129,6 @@ class PostgresServer:
             os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
         if self.process.poll() is None:
             self.thaw()
             self.process.send_signal(signal.SIGINT)  # fast shutdown
