@@ -106,8 +106,9 @@ class Runtime:
             torch.cuda.synchronize(self.device)
 
     def release(self) -> None:
-        """Return cached GPU memory to the driver and free heap pages to the operating system
-        (after a job, or after out-of-memory)."""
+        """Collect cyclic garbage, free heap pages to the operating system and return cached
+        GPU memory to the driver: after each step of a job and before its export (a step's
+        cycles hold what it replaced), after a job, and after out-of-memory."""
         gc.collect()
         host_memory.trim()
         if self.is_cuda:
