@@ -37,6 +37,7 @@ from core.dispatch import RUN_JOB, VALIDATE_MODEL
 from core.job_state import TERMINAL, fail, set_status
 from core.settings import Settings
 from core.tables import DatasetRecord, Job, ModelRecord
+from worker.dropped_stops import redeliver_dropped_stops
 from worker.resources import Resources, build_resources
 from worker.runner import TRANSIENT
 from worker.shutdown import HAND_BACK_SECONDS, HandBack, raise_on_sigterm, stop_requested
@@ -155,6 +156,7 @@ def _child_main(task: str, record_id: str, settings: Settings, environ: dict[str
     apply_memory_limit(settings)
     if task == RUN_JOB:
         _ask_to_stop_after(settings.job_soft_time_limit)
+    redeliver_dropped_stops()
     resources = build_resources(settings)
     try:
         if HANDLERS[task](resources, record_id) == "handed_back":

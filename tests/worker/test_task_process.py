@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -349,3 +350,62 @@ def test_a_validation_asked_to_stop_is_handed_back_untouched(
         record = session.get(DatasetRecord, record_id)
         assert (record.status, record.error_code) == ("pending", None)
     assert resources.storage.exists(record.storage_key)
+
+
+def _stop_dropped_in_a_callback(seconds: float) -> None:
+    """Wait ``seconds`` inside a weakref callback, where an exception from a signal handler
+    is dropped by Python ("Exception ignored in"), as when gc runs while a stop arrives."""
+
+    class Held:
+        pass
+
+    held = Held()
+    reference = weakref.ref(held, lambda _: time.sleep(seconds))
+    del held  # the callback runs now, and the stop signal arrives inside it
+    assert reference() is None
+
+
+def _drops_its_time_limit(resources: Resources, job_id: str, workdir: Path, progress) -> None:
+    _stop_dropped_in_a_callback(5.0)  # the 1 s soft limit ends it (and is dropped)
+    time.sleep(600)
+
+
+def test_a_time_limit_dropped_in_a_callback_is_raised_again(
+    clean_postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soft limit's exception raised inside a weakref callback is dropped by Python; the
+    child asks again, so the job fails at the soft limit, not at the hard one."""
+    settings = _settings(clean_postgres, tmp_path, job_soft_time_limit=1, job_time_limit=20)
+    resources = build_resources(settings)
+    monkeypatch.setattr(runner, "_execute", _drops_its_time_limit)  # the forked child's too
+    job_id = _queued_job(resources)
+    started = time.monotonic()
+    try:
+        assert run_in_child(resources, RUN_JOB, job_id, start="fork") == "done"
+        assert 1.0 <= time.monotonic() - started < 10
+        with resources.sessionmaker() as session:
+            job = session.get(Job, job_id)
+            assert (job.status, job.error_code, job.error_message) == (
+                "failed", "time_limit", "The job ran past 1 s.",
+            )  # fmt: skip
+    finally:
+        resources.close()
+
+
+def _drops_its_hand_back(resources: Resources, record_id: str) -> str:
+    _stop_dropped_in_a_callback(5.0)  # SIGTERM ends it after 0.3 s (and is dropped)
+    time.sleep(600)
+    return "unreachable"
+
+
+def test_a_hand_back_dropped_in_a_callback_is_raised_again(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the second request the child would sleep on until the pool process kills it
+    ``HAND_BACK_SECONDS`` later (``killed``)."""
+    monkeypatch.setitem(tasks.HANDLERS, VALIDATE_DATASET, _drops_its_hand_back)
+    _, record_id = _records(resources, "pending")
+    threading.Thread(target=_ask_back_once_listening, daemon=True).start()
+    started = time.monotonic()
+    assert run_in_child(resources, VALIDATE_DATASET, record_id, start="fork") == "handed_back"
+    assert time.monotonic() - started < 10

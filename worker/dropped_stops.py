@@ -1,0 +1,49 @@
+"""A stop that Python dropped is asked for again.
+
+Why: a task's child is stopped by exceptions raised from signal handlers (``TimeLimitReached``
+on SIGALRM, ``HandBack`` on SIGTERM). Python runs a handler in whatever code the main thread
+is running, and when that is a weakref callback or a ``__del__`` (run by the garbage
+collector, which the runtime triggers after every step), the exception cannot propagate: it
+is printed ("Exception ignored in ...") and dropped. The soft limit's timer fires once, so
+such a job ran on to the end past its limit (seen in CI: the job succeeded instead of failing
+with ``time_limit``), and a dropped hand-back left the work to the pool process's kill.
+
+Python reports every dropped exception to ``sys.unraisablehook``; for these two, the hook
+has the signal sent again a moment later (not at once: ``signal.raise_signal`` runs the
+handler before it returns, inside the hook, where its exception would be dropped for good), so
+the handler runs once more in the next code that can take it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from compression.errors import TimeLimitReached
+from worker.shutdown import HandBack, raise_on_sigterm
+
+AGAIN_AFTER_SECONDS = 0.01
+"""How long after a drop the signal comes again: out of the callback that dropped it."""
+
+
+def redeliver_dropped_stops() -> None:
+    """In a task's child, after its handlers are installed: a ``TimeLimitReached`` or a
+    ``HandBack`` dropped by Python raises its signal again; other dropped exceptions go to
+    the hook that was there before."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is TimeLimitReached:
+            signal.setitimer(signal.ITIMER_REAL, AGAIN_AFTER_SECONDS)
+        elif unraisable.exc_type is HandBack:
+            raise_on_sigterm()  # its handler ignores further SIGTERMs once it has run
+            again = threading.Timer(AGAIN_AFTER_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True
+            again.start()
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
