@@ -10,8 +10,11 @@ with ``time_limit``), and a dropped hand-back left the work to the pool process'
 
 Python reports every dropped exception to ``sys.unraisablehook``; for these two, the hook
 has the signal sent again a moment later (not at once: ``signal.raise_signal`` runs the
-handler before it returns, inside the hook, where its exception would be dropped for good), so
-the handler runs once more in the next code that can take it.
+handler before it returns, inside the hook), so the handler runs once more in the next code
+that can take it. Should that handler run while the hook itself is still running (a loaded
+machine can keep the hook off the CPU past the delay; CI saw it inside ``Thread.start``),
+Python would drop the exception for good ("Exception ignored in sys.unraisablehook") and
+never call the hook for it: the hook catches it and asks once more.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ AGAIN_AFTER_SECONDS = 0.01
 """How long after a drop the signal comes again: out of the callback that dropped it."""
 
 
+STOPS = (TimeLimitReached, HandBack)
+
+
 def redeliver_dropped_stops() -> None:
     """In a task's child, after its handlers are installed: a ``TimeLimitReached`` or a
     ``HandBack`` dropped by Python raises its signal again; other dropped exceptions go to
@@ -36,14 +42,26 @@ def redeliver_dropped_stops() -> None:
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if unraisable.exc_type is TimeLimitReached:
-            signal.setitimer(signal.ITIMER_REAL, AGAIN_AFTER_SECONDS)
-        elif unraisable.exc_type is HandBack:
-            raise_on_sigterm()  # its handler ignores further SIGTERMs once it has run
-            again = threading.Timer(AGAIN_AFTER_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
-            again.daemon = True
-            again.start()
-        else:
+        kind = unraisable.exc_type
+        if kind not in STOPS:
             previous(unraisable)
+            return
+        while True:
+            try:
+                _ask_again(kind)
+                return  # no check for signals between here and the hook's end
+            except STOPS as stop:  # the signal came while still in here: ask once more
+                kind = type(stop)
 
     sys.unraisablehook = hook
+
+
+def _ask_again(kind: type[BaseException]) -> None:
+    """Have the signal whose handler raises ``kind`` sent to this process shortly."""
+    if kind is TimeLimitReached:
+        signal.setitimer(signal.ITIMER_REAL, AGAIN_AFTER_SECONDS)
+        return
+    raise_on_sigterm()  # its handler ignores further SIGTERMs once it has run
+    again = threading.Timer(AGAIN_AFTER_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
+    again.daemon = True
+    again.start()
