@@ -30,6 +30,7 @@ from compression.evaluate import ModelMetrics, compare_latency, layer_table, mea
 from compression.io import LoadedModel
 from compression.layers import weighted_layers
 from compression.packed import save_packed
+from compression.parking import park
 from compression.progress import CancelCheck, EventCallback, Monitor, ProgressCallback
 from compression.runtime import CPU, Runtime
 from compression.steps import WorkingModel, apply_step
@@ -119,6 +120,7 @@ def compress(
         if packed_path is not None:
             shutil.move(files[chosen], packed_path)
         if deliver:
+            park(model.module, Path(scratch))  # idle until the caller's report reads it
             runtime.release()  # the sweep points' and the packing's cycles, before the export
             out = Path(onnx_dir) if onnx_dir is not None else Path(scratch)
             with monitor.within(end, 1.0), monitor.enter("exporting"):

@@ -1,0 +1,38 @@
+"""The original model waits on disk while the ONNX deliverables are made.
+
+Why: a job holds its original model from its first stage to its report (which draws the
+relevance of the original beside the compressed model's), but between the last step and the
+report nothing reads it: onnxruntime times its own ONNX copy of it. For a big model that idle
+copy is the largest single item at the job's peak, the export (VGG-11-BN: 0.5 GiB of 2.7 GiB,
+beside the two onnxruntime sessions timed against each other). Parked, the module keeps its
+values, but its parameters and buffers live in a private mapping of a file: pages not read
+are not resident, and whatever reads them later (the report) reads them back from the file.
+
+The file may be deleted once parked (Linux keeps a mapped file until it is unmapped); its disk
+space is freed with the module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+PARKED = "parked_original.pt"
+
+
+def park(module: torch.nn.Module, folder: Path) -> bool:
+    """Move ``module``'s state into a file in ``folder`` that backs it from now on; True when
+    parked. A module with any tensor off the CPU (or none) is left as it is: device memory
+    is not the host's."""
+    state = module.state_dict()
+    if not state or any(tensor.device.type != "cpu" for tensor in state.values()):
+        return False
+    path = folder / PARKED
+    torch.save(state, path)
+    del state
+    mapped = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    with torch.no_grad():  # the same Parameter objects (ties, references kept), new storage
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            tensor.data = mapped[name]  # the resident storage is freed here
+    return True
