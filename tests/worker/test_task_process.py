@@ -335,23 +335,6 @@ def test_a_request_for_the_job_back_waits_for_the_claim_and_the_terminal_write(
         resources.close()
 
 
-def test_a_validation_asked_to_stop_is_handed_back_untouched(
-    resources: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A validation has nothing to write back: stopped, its upload stays pending with its
-    bytes, for the outbox to dispatch again (the Celery task does at once)."""
-    monkeypatch.setitem(tasks.HANDLERS, VALIDATE_DATASET, _hangs)
-    _, record_id = _records(resources, "pending")
-    threading.Thread(target=_ask_back_once_listening, daemon=True).start()
-    started = time.monotonic()
-    assert run_in_child(resources, VALIDATE_DATASET, record_id, start="fork") == "handed_back"
-    assert time.monotonic() - started < 10
-    with resources.sessionmaker() as session:
-        record = session.get(DatasetRecord, record_id)
-        assert (record.status, record.error_code) == ("pending", None)
-    assert resources.storage.exists(record.storage_key)
-
-
 def _stop_dropped_in_a_callback(seconds: float) -> None:
     """Wait ``seconds`` inside a weakref callback, where an exception from a signal handler
     is dropped by Python ("Exception ignored in"), as when gc runs while a stop arrives."""
@@ -363,6 +346,34 @@ def _stop_dropped_in_a_callback(seconds: float) -> None:
     reference = weakref.ref(held, lambda _: time.sleep(seconds))
     del held  # the callback runs now, and the stop signal arrives inside it
     assert reference() is None
+
+
+def _drops_its_hand_back(resources: Resources, record_id: str) -> str:
+    _stop_dropped_in_a_callback(5.0)  # SIGTERM ends it after 0.3 s (and is dropped)
+    time.sleep(600)
+    return "unreachable"
+
+
+@pytest.mark.parametrize(
+    "handler", [_hangs, _drops_its_hand_back], ids=["at work", "stop dropped in a callback"]
+)
+def test_a_validation_asked_to_stop_is_handed_back_untouched(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch, handler: Callable[..., str]
+) -> None:
+    """A validation has nothing to write back: stopped, its upload stays pending with its
+    bytes, for the outbox to dispatch again (the Celery task does at once). A stop Python
+    drops is asked for again (``worker.dropped_stops``): without that, the child would sleep
+    on until the pool process kills it ``HAND_BACK_SECONDS`` later (``killed``)."""
+    monkeypatch.setitem(tasks.HANDLERS, VALIDATE_DATASET, handler)
+    _, record_id = _records(resources, "pending")
+    threading.Thread(target=_ask_back_once_listening, daemon=True).start()
+    started = time.monotonic()
+    assert run_in_child(resources, VALIDATE_DATASET, record_id, start="fork") == "handed_back"
+    assert time.monotonic() - started < 10
+    with resources.sessionmaker() as session:
+        record = session.get(DatasetRecord, record_id)
+        assert (record.status, record.error_code) == ("pending", None)
+    assert resources.storage.exists(record.storage_key)
 
 
 def _drops_its_time_limit(resources: Resources, job_id: str, workdir: Path, progress) -> None:
@@ -390,22 +401,3 @@ def test_a_time_limit_dropped_in_a_callback_is_raised_again(
             )  # fmt: skip
     finally:
         resources.close()
-
-
-def _drops_its_hand_back(resources: Resources, record_id: str) -> str:
-    _stop_dropped_in_a_callback(5.0)  # SIGTERM ends it after 0.3 s (and is dropped)
-    time.sleep(600)
-    return "unreachable"
-
-
-def test_a_hand_back_dropped_in_a_callback_is_raised_again(
-    resources: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without the second request the child would sleep on until the pool process kills it
-    ``HAND_BACK_SECONDS`` later (``killed``)."""
-    monkeypatch.setitem(tasks.HANDLERS, VALIDATE_DATASET, _drops_its_hand_back)
-    _, record_id = _records(resources, "pending")
-    threading.Thread(target=_ask_back_once_listening, daemon=True).start()
-    started = time.monotonic()
-    assert run_in_child(resources, VALIDATE_DATASET, record_id, start="fork") == "handed_back"
-    assert time.monotonic() - started < 10
