@@ -14,7 +14,10 @@ handler before it returns, inside the hook), so the handler runs once more in th
 that can take it. Should that handler run while the hook itself is still running (a loaded
 machine can keep the hook off the CPU past the delay; CI saw it inside ``Thread.start``),
 Python would drop the exception for good ("Exception ignored in sys.unraisablehook") and
-never call the hook for it: the hook catches it and asks once more.
+never call the hook for it: the hook catches it and asks once more. That includes the time
+the hook spends reporting other dropped exceptions through the hook before it (a child forked
+from a busy process collects garbage it inherited, whose ``__del__`` may fail; CI saw the
+hand-back lost this way once).
 """
 
 from __future__ import annotations
@@ -42,18 +45,28 @@ def redeliver_dropped_stops() -> None:
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        kind = unraisable.exc_type
-        if kind not in STOPS:
-            previous(unraisable)
-            return
-        while True:
-            try:
-                _ask_again(kind)
-                return  # no check for signals between here and the hook's end
-            except STOPS as stop:  # the signal came while still in here: ask once more
-                kind = type(stop)
+        again = None
+        try:
+            if unraisable.exc_type in STOPS:
+                again = unraisable.exc_type
+            else:  # another dropped exception, reported as before
+                previous(unraisable)
+        except STOPS as stop:  # a stop's signal came while this hook ran: not to be lost
+            again = type(stop)
+        if again is not None:
+            _ask_again_from_the_hook(again)
 
     sys.unraisablehook = hook
+
+
+def _ask_again_from_the_hook(kind: type[BaseException]) -> None:
+    """``_ask_again``, asking once more whenever the signal comes before the hook is left."""
+    while True:
+        try:
+            _ask_again(kind)
+            return  # no check for signals between here and the hook's end
+        except STOPS as stop:
+            kind = type(stop)
 
 
 def _ask_again(kind: type[BaseException]) -> None:

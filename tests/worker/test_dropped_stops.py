@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
 import time
 import weakref
 
@@ -20,9 +21,16 @@ RAISED_IN_ORDINARY_CODE = 10
 NEVER_RAISED = 11
 
 
-def _dropped_then_waits(signum: int, stumbles: int) -> None:
-    """In a forked child: the stop's handler runs inside a weakref callback (dropped); the
-    hook's first ``stumbles`` requests meet the signal inside the hook itself."""
+def _slow_report(unraisable: object) -> None:
+    time.sleep(1.0)  # the stop's signal arrives while another drop is reported
+
+
+def _dropped_then_waits(signum: int, stumbles: int, another_drop: bool) -> None:
+    """In a forked child: the stop's handler runs inside a weakref callback (dropped). The
+    hook's first ``stumbles`` requests meet the signal inside the hook itself; with
+    ``another_drop``, an exception dropped right after the stop is being reported (slowly, by
+    the hook that was there before) when the signal comes."""
+    sys.unraisablehook = _slow_report
     raise_on_sigterm()
     _ask_to_stop_after(3600)
     redeliver_dropped_stops()
@@ -40,9 +48,13 @@ def _dropped_then_waits(signum: int, stumbles: int) -> None:
     class Held:
         pass
 
+    def fails(_: object) -> None:
+        raise ValueError("a __del__ that fails")
+
     held = Held()
     handler = signal.getsignal(signum)
-    _ = weakref.ref(held, lambda _: handler(signum, None))
+    references = [weakref.ref(held, fails)] if another_drop else []
+    references.append(weakref.ref(held, lambda _: handler(signum, None)))  # called first
     try:
         del held  # the handler raises in the callback: Python prints and drops it
         time.sleep(30)
@@ -52,10 +64,16 @@ def _dropped_then_waits(signum: int, stumbles: int) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGALRM], ids=["hand back", "time"])
-@pytest.mark.parametrize("stumbles", [0, 2], ids=["hook returns first", "signal in the hook"])
-def test_a_dropped_stop_is_raised_again_in_ordinary_code(signum: int, stumbles: int) -> None:
+@pytest.mark.parametrize(
+    ("stumbles", "another_drop"),
+    [(0, False), (2, False), (0, True)],
+    ids=["hook returns first", "signal in the hook", "signal while another drop is reported"],
+)
+def test_a_dropped_stop_is_raised_again_in_ordinary_code(
+    signum: int, stumbles: int, another_drop: bool
+) -> None:
     child = multiprocessing.get_context("fork").Process(
-        target=_dropped_then_waits, args=(signum, stumbles)
+        target=_dropped_then_waits, args=(signum, stumbles, another_drop)
     )
     started = time.monotonic()
     child.start()
