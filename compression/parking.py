@@ -9,14 +9,18 @@ values, but its parameters and buffers live in a private mapping of a file: page
 are not resident, and whatever reads them later (the report) reads them back from the file.
 
 The file may be deleted once parked (Linux keeps a mapped file until it is unmapped); its disk
-space is freed with the module.
+space is freed with the module. The folder should be on disk: on a tmpfs the file's pages are
+memory too. Parking that fails (a full disk) leaves the model as it was: the job goes on.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 PARKED = "parked_original.pt"
 
@@ -29,9 +33,14 @@ def park(module: torch.nn.Module, folder: Path) -> bool:
     if not state or any(tensor.device.type != "cpu" for tensor in state.values()):
         return False
     path = folder / PARKED
-    torch.save(state, path)
-    del state
-    mapped = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    try:
+        torch.save(state, path)
+        del state
+        mapped = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except (OSError, RuntimeError) as exc:  # a full disk, no address space left: not parked
+        log.warning("the original model stays in memory: %s", exc)
+        path.unlink(missing_ok=True)
+        return False
     with torch.no_grad():  # the same Parameter objects (ties, references kept), new storage
         for name, tensor in (*module.named_parameters(), *module.named_buffers()):
             tensor.data = mapped[name]  # the resident storage is freed here

@@ -76,3 +76,11 @@ def test_a_job_delivering_onnx_parks_the_callers_model_for_its_report(
         assert _mapped_file(parameter.data_ptr()).endswith(PARKED + " (deleted)")
     with torch.no_grad():
         assert torch.equal(model.module(x), expected)
+
+
+def test_a_park_that_cannot_write_leaves_the_module_as_it_was(tmp_path: Path) -> None:
+    model = _tied_model()
+    objects = [*model.parameters(), *model.buffers()]
+    pointers = [tensor.data_ptr() for tensor in objects]
+    assert not park(model, tmp_path / "missing folder")  # torch.save cannot open the file
+    assert [tensor.data_ptr() for tensor in objects] == pointers
