@@ -9,23 +9,23 @@ such a job ran on to the end past its limit (seen in CI: the job succeeded inste
 with ``time_limit``), and a dropped hand-back left the work to the pool process's kill.
 
 Python reports every dropped exception to ``sys.unraisablehook``; for these two, the hook
-has the signal sent again a moment later (not at once: ``signal.raise_signal`` runs the
-handler before it returns, inside the hook), so the handler runs once more in the next code
-that can take it. Should that handler run while the hook itself is still running (a loaded
-machine can keep the hook off the CPU past the delay; CI saw it inside ``Thread.start``),
-Python would drop the exception for good ("Exception ignored in sys.unraisablehook") and
-never call the hook for it: the hook catches it and asks once more. That includes the time
-the hook spends reporting other dropped exceptions through the hook before it (a child forked
-from a busy process collects garbage it inherited, whose ``__del__`` may fail; CI saw the
-hand-back lost this way once).
+arms the process's real-time timer so that the handler runs once more, 10 ms later, in the
+next code that can take it (not at once: ``signal.raise_signal`` runs the handler before it
+returns, inside the hook). A hand-back comes back through the timer too, not through a thread
+sending SIGTERM: in a child forked from a process with many threads, starting a thread can
+hang (seen in the full test suite: ``Thread.start`` in the hook never returned).
+
+Should the handler run while the hook itself still runs (a loaded machine can keep it off the
+CPU past the delay; or the hook before it is slow to report another dropped exception),
+Python would drop that exception for good ("Exception ignored in sys.unraisablehook") and not
+call the hook for it: the hook catches a stop raised inside itself and asks once more.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import threading
+from types import FrameType
 from typing import Any
 
 from compression.errors import TimeLimitReached
@@ -70,11 +70,17 @@ def _ask_again_from_the_hook(kind: type[BaseException]) -> None:
 
 
 def _ask_again(kind: type[BaseException]) -> None:
-    """Have the signal whose handler raises ``kind`` sent to this process shortly."""
-    if kind is TimeLimitReached:
-        signal.setitimer(signal.ITIMER_REAL, AGAIN_AFTER_SECONDS)
-        return
-    raise_on_sigterm()  # its handler ignores further SIGTERMs once it has run
-    again = threading.Timer(AGAIN_AFTER_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
-    again.daemon = True
-    again.start()
+    """Have the stop raised again shortly: the soft limit's timer re-armed, or, for a hand-back,
+    the timer armed with a handler that runs the SIGTERM handler (which again looks at the
+    gate, ``worker.shutdown``). The job's soft limit is given up then: it is ending."""
+    if kind is HandBack:
+        raise_on_sigterm()  # its handler ignores further SIGTERMs once it has run
+        signal.signal(signal.SIGALRM, _hand_back_now)
+    signal.setitimer(signal.ITIMER_REAL, AGAIN_AFTER_SECONDS)
+
+
+def _hand_back_now(signum: int, frame: FrameType | None) -> None:
+    """SIGALRM standing in for the SIGTERM that was dropped."""
+    hand_back = signal.getsignal(signal.SIGTERM)
+    assert callable(hand_back)
+    hand_back(signal.SIGTERM, frame)
