@@ -29,19 +29,18 @@ def park(module: torch.nn.Module, folder: Path) -> bool:
     """Move ``module``'s state into a file in ``folder`` that backs it from now on; True when
     parked. A module with any tensor off the CPU (or none) is left as it is: device memory
     is not the host's."""
-    state = module.state_dict()
-    if not state or any(tensor.device.type != "cpu" for tensor in state.values()):
+    tensors = dict((*module.named_parameters(), *module.named_buffers()))  # not persistent too
+    if not tensors or any(tensor.device.type != "cpu" for tensor in tensors.values()):
         return False
     path = folder / PARKED
     try:
-        torch.save(state, path)
-        del state
+        torch.save({name: tensor.detach() for name, tensor in tensors.items()}, path)
         mapped = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except (OSError, RuntimeError) as exc:  # a full disk, no address space left: not parked
         log.warning("the original model stays in memory: %s", exc)
         path.unlink(missing_ok=True)
         return False
     with torch.no_grad():  # the same Parameter objects (ties, references kept), new storage
-        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+        for name, tensor in tensors.items():
             tensor.data = mapped[name]  # the resident storage is freed here
     return True

@@ -32,6 +32,7 @@ def _tied_model() -> torch.nn.Module:
     )  # fmt: skip
     model[4].weight = model[3].weight
     model[1].running_mean.uniform_()  # buffers travel too
+    model[1].register_buffer("scratch", torch.arange(5.0), persistent=False)  # not in state_dict
     return model.eval()
 
 
